@@ -1,0 +1,97 @@
+"""The offline demo configuration that ``make run`` starts with.
+
+The ``mock-*`` models are always served by the bundled mock provider, so the gateway works with no
+network and no API keys. OpenAI's model names (``gpt-4o-mini``, ...) are served by the mock too,
+so existing code works unchanged, until ``OPENAI_API_KEY`` is set: then they route to OpenAI. The
+key itself stays in the environment (the file holds ``${OPENAI_API_KEY}``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aigw.config.keys import display_prefix, generate_key, hash_key
+
+DEMO_NAMESPACE = "demo"
+MOCK_MODELS = {
+    # public name: (aliases, upstream model)
+    "mock-gpt-4o-mini": (["demo-chat"], "gpt-4o-mini"),
+    "mock-gpt-4o": ([], "gpt-4o"),
+    "mock-embedding": (["demo-embedding"], "text-embedding-3-small"),
+    "mock-instruct": ([], "gpt-3.5-turbo-instruct"),
+}
+OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"]
+
+
+def demo_key(data_dir: Path) -> str:
+    """The demo caller key: made once per data directory and kept there (mode 0600)."""
+    path = data_dir / "demo-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The demo configuration as a document of the ``Config`` schema."""
+    env = os.environ if env is None else env
+    providers: list[dict[str, Any]] = [
+        {"name": "mock", "type": "openai-compatible", "base_url": f"{mock_url}/v1"}
+    ]
+    models: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "aliases": aliases,
+            "description": "served by the bundled mock provider",
+            "targets": [{"provider": "mock", "model": upstream}],
+        }
+        for name, (aliases, upstream) in MOCK_MODELS.items()
+    ]
+    real_openai = bool(env.get("OPENAI_API_KEY"))
+    if real_openai:
+        providers.append(
+            {
+                "name": "openai",
+                "type": "openai",
+                "base_url": env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                "api_key": "${OPENAI_API_KEY}",
+            }
+        )
+    models += [
+        {
+            "name": m,
+            "owned_by": "openai" if real_openai else "aigw-mock",
+            "targets": [{"provider": "openai" if real_openai else "mock", "model": m}],
+        }
+        for m in OPENAI_MODELS
+    ]
+    return {
+        "version": 1,
+        "providers": providers,
+        "models": models,
+        "namespaces": [
+            {
+                "name": DEMO_NAMESPACE,
+                "description": "made by `aigw serve --demo`",
+                "policy": {"models": {"allow": ["*"], "deny": []}},
+                "keys": [
+                    {"name": "demo", "key_hash": hash_key(key), "prefix": display_prefix(key)}
+                ],
+            }
+        ],
+    }
+
+
+def write_demo_config(data_dir: Path, mock_url: str, key: str) -> Path:
+    path = data_dir / "demo.yaml"
+    header = "# Written by `aigw serve --demo` on every start; copy it to make your own.\n"
+    path.write_text(header + yaml.safe_dump(demo_document(mock_url, key), sort_keys=False))
+    return path

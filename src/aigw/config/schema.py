@@ -1,0 +1,228 @@
+"""The declarative configuration: providers, models (routes), namespaces, keys and policies.
+
+This is the one schema of aigw's configuration. The YAML file given to ``aigw serve --config``
+is parsed into it, and the config center stores, versions and pushes exactly this document, so
+every field here is documented in ``docs/configuration.md``. Cross-references (a target naming a
+provider, a name used twice) are checked here too, so an invalid document never reaches a gateway.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from aigw.config.keys import KEY_HASH_PATTERN
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _check_model_name(value: str) -> str:
+    if not _MODEL_NAME_RE.match(value):
+        raise ValueError(
+            "must be 1-256 characters of letters, digits and . _ : / @ + -, "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+ModelName = Annotated[str, AfterValidator(_check_model_name)]
+ModelPattern = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo in a policy must never silently disable it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Upstream timeouts in seconds."""
+
+    connect: float = Field(10.0, gt=0, description="TCP/TLS connect timeout.")
+    read: float = Field(
+        300.0,
+        gt=0,
+        description="Longest wait for the next bytes from the upstream (first byte included).",
+    )
+    total: float | None = Field(
+        None, gt=0, description="Overall limit for one upstream request; none by default."
+    )
+
+
+class Provider(_Strict):
+    """An upstream AI service the gateway forwards to."""
+
+    name: Name
+    type: Literal["openai", "openai-compatible"] = Field(
+        "openai",
+        description="Wire protocol of the upstream. Both speak OpenAI's HTTP API; "
+        "'openai-compatible' is any other server that does (vLLM, Ollama, Azure-style proxies).",
+    )
+    base_url: str = Field(description="API root including the version, e.g. https://api.openai.com/v1")
+    api_key: SecretStr | None = Field(
+        None, description="Credential sent upstream; use ${ENV_VAR} to keep it out of the file."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization)."
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
+        for header in value:
+            if header.lower() in {"authorization", "host", "content-length"}:
+                raise ValueError(f"header {header!r} is set by the gateway and cannot be overridden")
+        return value
+
+
+class Target(_Strict):
+    """One place a public model is served from."""
+
+    provider: Name = Field(description="Name of a provider in `providers`.")
+    model: str = Field(min_length=1, description="The model name the upstream knows.")
+    weight: int = Field(1, ge=0, description="Relative share of traffic within its priority group.")
+    priority: int = Field(
+        0, ge=0, description="Lower groups are tried first; higher ones are fallbacks."
+    )
+
+
+class Model(_Strict):
+    """A public model name callers use, routed to one or more targets."""
+
+    name: ModelName
+    aliases: list[ModelName] = Field(default_factory=list)
+    description: str = ""
+    targets: list[Target] = Field(min_length=1)
+    owned_by: str = Field("aigw", description="Shown in /v1/models.")
+
+
+class ModelAccess(_Strict):
+    """Model allow and deny lists; `*` matches any run of characters."""
+
+    allow: list[ModelPattern] = Field(default_factory=lambda: ["*"])
+    deny: list[ModelPattern] = Field(default_factory=list)
+
+
+class Policy(_Strict):
+    """What a namespace (or one of its keys, more strictly) may do."""
+
+    models: ModelAccess = Field(default_factory=ModelAccess)
+
+
+class ApiKey(_Strict):
+    """A caller credential. Only its SHA-256 is stored; see `aigw keys generate`."""
+
+    name: Name
+    key_hash: str = Field(description="'sha256:' followed by 64 hex digits.")
+    prefix: str | None = Field(
+        None, max_length=16, description="Non-secret start of the key, for display only."
+    )
+    expires_at: datetime | None = None
+    disabled: bool = False
+    policy: Policy | None = Field(
+        None, description="Narrows the namespace policy; a key can never widen it."
+    )
+
+    @field_validator("key_hash")
+    @classmethod
+    def _hash_format(cls, value: str) -> str:
+        if not KEY_HASH_PATTERN.match(value):
+            raise ValueError("must be 'sha256:' followed by 64 lowercase hex digits")
+        return value
+
+
+class Namespace(_Strict):
+    """A tenant: its keys and the policy they share."""
+
+    name: Name
+    description: str = ""
+    policy: Policy = Field(default_factory=Policy)
+    keys: list[ApiKey] = Field(default_factory=list)
+
+
+class GatewaySettings(_Strict):
+    """Data-plane settings that are part of the configuration (and so change live)."""
+
+    max_request_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413."
+    )
+
+
+class Config(_Strict):
+    """The whole configuration document."""
+
+    version: Literal[1] = 1
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    providers: list[Provider] = Field(default_factory=list)
+    models: list[Model] = Field(default_factory=list)
+    namespaces: list[Namespace] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        _unique("providers", [p.name for p in self.providers])
+        _unique("namespaces", [n.name for n in self.namespaces])
+        providers = {p.name for p in self.providers}
+        public_names: dict[str, str] = {}
+        for m_index, model in enumerate(self.models):
+            for name in (model.name, *model.aliases):
+                if name in public_names:
+                    raise ValueError(
+                        f"models[{m_index}]: model name or alias {name!r} is already used by "
+                        f"model {public_names[name]!r}"
+                    )
+                public_names[name] = model.name
+            for t_index, target in enumerate(model.targets):
+                if target.provider not in providers:
+                    raise ValueError(
+                        f"models[{m_index}].targets[{t_index}].provider: unknown provider "
+                        f"{target.provider!r} (known: {', '.join(sorted(providers)) or 'none'})"
+                    )
+        seen_hashes: dict[str, str] = {}
+        for namespace in self.namespaces:
+            _unique(f"namespace {namespace.name!r} keys", [k.name for k in namespace.keys])
+            for key in namespace.keys:
+                owner = f"{namespace.name}/{key.name}"
+                if key.key_hash in seen_hashes:
+                    raise ValueError(
+                        f"key {owner!r} has the same key_hash as key {seen_hashes[key.key_hash]!r}"
+                    )
+                seen_hashes[key.key_hash] = owner
+        return self
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what}: name {name!r} is used more than once")
+        seen.add(name)

@@ -1,0 +1,158 @@
+"""The compiled, immutable view of a configuration that the gateway's hot path reads.
+
+A :class:`Snapshot` is built once per configuration version, off the request path. Everything a
+request needs is a dictionary lookup away: the caller's key by its hash, the model by any of its
+public names, and the set of models each key may use (wildcards already expanded). Replacing the
+configuration is one reference swap, so in-flight requests keep the snapshot they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+
+from aigw.config.schema import Config, Model, ModelAccess, Provider
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    name: str
+    type: str
+    base_url: str
+    # Headers sent on every upstream request: credentials and the provider's extras.
+    headers: dict[str, str]
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetEntry:
+    provider: ProviderEntry
+    upstream_model: str
+    weight: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    names: tuple[str, ...]
+    targets: tuple[TargetEntry, ...]
+    owned_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    namespace: str
+    name: str
+    prefix: str | None
+    expires_at: datetime | None
+    # Canonical names of the models this key may use: namespace policy ∩ key policy.
+    allowed_models: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    config: Config
+    version: str
+    keys_by_hash: dict[str, KeyEntry] = field(repr=False)
+    models_by_name: dict[str, ModelEntry]
+    max_request_body_bytes: int
+
+    def models_for(self, key: KeyEntry) -> list[ModelEntry]:
+        """Every model entry the key may use, in configuration order."""
+        seen: dict[str, ModelEntry] = {}
+        for entry in self.models_by_name.values():
+            if entry.name in key.allowed_models:
+                seen.setdefault(entry.name, entry)
+        return list(seen.values())
+
+
+def build_snapshot(config: Config) -> Snapshot:
+    """Compile a validated configuration into the gateway's lookup tables."""
+    providers = {p.name: _provider_entry(p) for p in config.providers}
+    models_by_name: dict[str, ModelEntry] = {}
+    for model in config.models:
+        entry = ModelEntry(
+            name=model.name,
+            names=(model.name, *model.aliases),
+            targets=tuple(
+                TargetEntry(providers[t.provider], t.model, t.weight, t.priority)
+                for t in model.targets
+            ),
+            owned_by=model.owned_by,
+        )
+        for name in entry.names:
+            models_by_name[name] = entry
+
+    keys_by_hash: dict[str, KeyEntry] = {}
+    for namespace in config.namespaces:
+        namespace_models = _allowed(config.models, namespace.policy.models)
+        for key in namespace.keys:
+            if key.disabled:
+                continue
+            allowed = namespace_models
+            if key.policy is not None:
+                allowed = allowed & _allowed(config.models, key.policy.models)
+            keys_by_hash[key.key_hash.removeprefix("sha256:")] = KeyEntry(
+                namespace=namespace.name,
+                name=key.name,
+                prefix=key.prefix,
+                expires_at=key.expires_at,
+                allowed_models=allowed,
+            )
+
+    return Snapshot(
+        config=config,
+        version=config_digest(config),
+        keys_by_hash=keys_by_hash,
+        models_by_name=models_by_name,
+        max_request_body_bytes=config.gateway.max_request_body_bytes,
+    )
+
+
+def config_digest(config: Config) -> str:
+    """A short content hash identifying a configuration (shown by /readyz)."""
+    document = config.model_dump(mode="json", exclude_none=True)
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+
+def _provider_entry(provider: Provider) -> ProviderEntry:
+    # identity: a compressed upstream stream could not be relayed chunk by chunk.
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **provider.headers}
+    if provider.api_key is not None and provider.api_key.get_secret_value():
+        headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
+    return ProviderEntry(
+        name=provider.name,
+        type=provider.type,
+        base_url=provider.base_url,
+        headers=headers,
+        connect_timeout=provider.timeouts.connect,
+        read_timeout=provider.timeouts.read,
+        total_timeout=provider.timeouts.total,
+    )
+
+
+def _allowed(models: list[Model], access: ModelAccess) -> frozenset[str]:
+    """Canonical names of models that some name (or alias) allows and no name denies."""
+    allow = _pattern(access.allow)
+    deny = _pattern(access.deny)
+    return frozenset(
+        model.name
+        for model in models
+        if any(allow.match(n) for n in (model.name, *model.aliases))
+        and not any(deny.match(n) for n in (model.name, *model.aliases))
+    )
+
+
+def _pattern(globs: list[str]) -> re.Pattern[str]:
+    """One regex for a list of globs in which only '*' is special (model names contain '.')."""
+    if not globs:
+        return re.compile(r"(?!)")  # matches nothing
+    alternatives = ("(?:" + ".*".join(map(re.escape, g.split("*"))) + ")" for g in globs)
+    return re.compile("(?:" + "|".join(alternatives) + r")\Z")

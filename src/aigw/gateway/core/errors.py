@@ -1,0 +1,100 @@
+"""The gateway's error hierarchy, independent of the caller's protocol.
+
+Every failure the pipeline can produce is one of these classes, carrying its HTTP status, an
+error type and an optional machine-readable code. They are turned into a response in one place
+(:func:`openai_error_body`), so a new protocol (Anthropic's, later) adds one renderer, not a
+second set of errors.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(InvalidRequest):
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UpstreamUnavailable(GatewayError):
+    """No upstream answered: connection refused, reset, DNS, or nowhere to route."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class NotReady(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "not_ready"
+
+
+def openai_error_body(error: GatewayError) -> bytes:
+    """OpenAI's error JSON: ``{"error": {"message", "type", "param", "code"}}``."""
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": error.type,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )

@@ -1,0 +1,45 @@
+"""Observe every finished request: the seed's monitoring/metrics step.
+
+For now each request becomes one structured JSON access-log line on the ``aigw.access`` logger
+(the key's non-secret prefix, never the key). Prometheus counters and the Redis realtime series
+hang off this same call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, fields
+
+import orjson
+
+access_log = logging.getLogger("aigw.access")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    method: str
+    path: str
+    status: int = 0
+    namespace: str | None = None
+    key: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    error_type: str | None = None
+    duration_ms: float = 0.0
+    timestamp: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+
+def record_request(record: RequestRecord) -> None:
+    """Called once per request after its response has been sent (or has failed)."""
+    record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
+    if access_log.isEnabledFor(logging.INFO):
+        line = {name: getattr(record, name) for name in _LOGGED_FIELDS}
+        access_log.info(orjson.dumps(line).decode())
+
+
+_LOGGED_FIELDS = tuple(f.name for f in fields(RequestRecord) if f.name != "started")

@@ -1,0 +1,143 @@
+"""Run aigw's real processes (and small in-test upstreams) for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from aiohttp import web
+
+from aigw.config.keys import display_prefix, generate_key, hash_key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_key_entry(name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    """A fresh caller key and its configuration entry."""
+    key = generate_key()
+    return key, {"name": name, "key_hash": hash_key(key), "prefix": display_prefix(key), **extra}
+
+
+class Process:
+    """A child process whose output goes to a log file shown when a test needs it."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(self, url: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited ({self.popen.returncode}):\n{self.output()}")
+            try:
+                if httpx.get(url, timeout=0.5).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{url} did not answer within {timeout}s:\n{self.output()}")
+
+    def stop(self, sig_timeout: float = 10) -> int:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(sig_timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+def aigw(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aigw", *args]
+
+
+@contextmanager
+def mock_upstream(tmp: Path, *options: str) -> Iterator[str]:
+    """The bundled mock provider as a real process; yields its base URL (without /v1)."""
+    port = free_port()
+    process = Process(aigw("mock-upstream", "--port", str(port), *options), tmp / f"mock-{port}.log")
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/_mock/config")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+@contextmanager
+def gateway(
+    tmp: Path, document: dict[str, Any], workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``aigw gateway`` as a real process serving ``document``; yields its base URL."""
+    port = free_port()
+    config = tmp / f"gateway-{port}.yaml"
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    args = aigw(
+        "gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers),
+    )
+    process = Process(args, tmp / f"gateway-{port}.log", env)
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+class ThreadedUpstream:
+    """An in-test aiohttp upstream on its own thread and event loop, for scripted behaviour."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._runner = web.AppRunner(self.app, handler_cancellation=True)
+        self.loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self.loop.run_until_complete(site.start())
+        self._started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self._runner.cleanup())
+        self.loop.close()
+
+    def __enter__(self) -> ThreadedUpstream:
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)

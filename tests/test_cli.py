@@ -1,0 +1,88 @@
+"""The aigw command line, run as users run it."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.helpers import Process, aigw, free_port
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(aigw(*args), capture_output=True, text=True, timeout=60)
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["serve"], ["gateway"], ["mock-upstream"], ["config", "validate"],
+                    ["keys", "generate"], ["keys", "hash"]):
+        result = _run(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Usage: " in result.stdout
+
+
+def test_config_validate_reports_field_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "providers:\n"
+        "  - name: up\n"
+        "    base_url: not-a-url\n"
+        "models:\n"
+        "  - name: m\n"
+        "    targets: [{provider: nope, model: x}]\n"
+    )
+    result = _run("config", "validate", str(config))
+    assert result.returncode == 2
+    assert f"{config}:3: providers[0].base_url: must be an http:// or https:// URL" in result.stderr
+
+
+def test_config_validate_accepts_the_shipped_example() -> None:
+    example = Path(__file__).parents[1] / "examples" / "aigw.yaml"
+    result = subprocess.run(
+        aigw("config", "validate", str(example)), capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-test"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_keys_generate_prints_a_key_and_its_entry() -> None:
+    result = _run("keys", "generate", "--name", "ci")
+    key = re.search(r"key: (sk-aigw-\S+)", result.stdout)
+    assert key is not None
+    digest = _run("keys", "hash", key.group(1)).stdout.strip()
+    assert f"key_hash: {digest}" in result.stdout
+
+
+def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
+    port, mock_port = free_port(), free_port()
+    process = Process(
+        aigw("serve", "--demo", "--port", str(port), "--mock-port", str(mock_port),
+             "--workers", "1", "--data-dir", str(tmp_path / "data")),
+        tmp_path / "serve.log",
+        env={"OPENAI_API_KEY": ""},
+    )
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/readyz")
+        banner = process.output()
+        key = re.search(r"demo API key\s+(sk-aigw-\S+)", banner)
+        assert key is not None, banner
+        assert "curl " in banner and "from openai import OpenAI" in banner
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key.group(1)) as client:
+            reply = client.chat.completions.create(
+                model="demo-chat", messages=[{"role": "user", "content": "Hello"}]
+            )
+            assert reply.choices[0].message.content
+            # OpenAI's own names work too, served by the mock until OPENAI_API_KEY is set.
+            assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+        assert (tmp_path / "data" / "demo-key").read_text().strip() == key.group(1)
+        assert oct((tmp_path / "data" / "demo-key").stat().st_mode & 0o777) == "0o600"
+    finally:
+        assert process.stop() is not None
+    # The mock child process went away with the gateway.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", mock_port), timeout=2).close()
