@@ -9,9 +9,9 @@ import anthropic
 import openai
 import pytest
 from aiohttp import web
-from mock_harness import MockServer, StartMock
 
 from aigw.mock import MockOptions, create_app
+from tests.mock.harness import MockServer, StartMock
 
 
 @pytest.fixture

@@ -32,8 +32,6 @@ class ApiError(Exception):
 # Error `type`/`code` the real APIs use for each status; other statuses fall back by class.
 _OPENAI_KINDS: dict[int, tuple[str, str | None]] = {
     401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "unsupported_country_region_territory"),
-    404: ("invalid_request_error", "not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
 _ANTHROPIC_TYPES: dict[int, str] = {

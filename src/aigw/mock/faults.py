@@ -50,8 +50,8 @@ def plan_faults(
 ) -> FaultPlan:
     """Combine the live options, the request's override headers and random fault draws.
 
-    The RNG is only consulted for rates that are set and not overridden, so a seeded run
-    draws the same sequence whatever the override headers of other requests were.
+    The RNG is drawn from only for rates that are set and not overridden by a header, so a
+    seeded sequence of outcomes is spent only on the requests left to chance.
     Raises ApiError(400) for a malformed override header.
     """
     latency_ms = _header(headers, LATENCY_HEADER, _non_negative_float, _NUMBER, options.latency_ms)

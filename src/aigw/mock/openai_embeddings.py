@@ -52,7 +52,7 @@ def embeddings(call: Call) -> Reply:
     )
 
 
-def embedding_vector(item: str | list[Any], dimensions: int) -> array:
+def embedding_vector(item: str | list[Any], dimensions: int) -> array[float]:
     """A unit-length float32 vector derived from a hash of the input, so equal inputs always
     embed equally, on any machine, whatever the model."""
     key = item.encode() if isinstance(item, str) else orjson.dumps(item)
@@ -62,7 +62,7 @@ def embedding_vector(item: str | list[Any], dimensions: int) -> array:
     return array("f", (value / norm for value in ints))
 
 
-def _base64(vector: array) -> str:
+def _base64(vector: array[float]) -> str:
     if sys.byteorder == "big":
         vector = array("f", vector)
         vector.byteswap()

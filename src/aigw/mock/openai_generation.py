@@ -33,7 +33,7 @@ def chat_completions(call: Call) -> Reply | EventStream:
         finish_reason = "length" if answer.truncated else "stop"
         message: dict[str, Any] = {"role": "assistant", "content": answer.text}
         opening: dict[str, Any] = {"role": "assistant", "content": ""}
-        deltas = [{"content": token} for token in answer.tokens]
+        deltas: list[dict[str, Any]] = [{"content": token} for token in answer.tokens]
     else:
         call_id = new_id("call_")
         generated = TOOL_CALL_TOKENS
@@ -122,7 +122,9 @@ class _Envelope:
     and then as null on all but the final usage chunk."""
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def wrap(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> dict:
+    def wrap(
+        self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "id": self.id,
             "object": self.object,

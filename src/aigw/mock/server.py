@@ -9,8 +9,10 @@ import socket
 from aiohttp import web
 
 from aigw.mock import anthropic_messages, control, models, openai_embeddings, openai_generation
-from aigw.mock.lifecycle import endpoint
+from aigw.mock.errors import ApiError
+from aigw.mock.lifecycle import Call, endpoint
 from aigw.mock.options import MockOptions
+from aigw.mock.responses import Reply
 from aigw.mock.state import STATE, MockState
 
 _BACKLOG = 1024
@@ -44,10 +46,21 @@ def create_app(options: MockOptions) -> web.Application:
             web.post(
                 "/v1/messages/count_tokens", endpoint(anthropic=anthropic_messages.count_tokens)
             ),
+            # Last, so it only catches what no route above serves.
+            web.route(
+                "*",
+                "/v1/{path:.*}",
+                endpoint(openai=_unknown_endpoint, anthropic=_unknown_endpoint),
+            ),
         ]
     )
     app.add_routes(control.routes)
     return app
+
+
+def _unknown_endpoint(call: Call) -> Reply:
+    """Like the real APIs, answer unknown URLs with a JSON 404 (and log them like the rest)."""
+    raise ApiError(404, f"Invalid URL (/v1/{call.path_params['path']}).")
 
 
 def run_mock(host: str, port: int, options: MockOptions) -> None:
@@ -61,7 +74,8 @@ def run_mock(host: str, port: int, options: MockOptions) -> None:
     )[0][0]
     sock = socket.create_server((host, port), family=family, backlog=_BACKLOG)
     bound_port = sock.getsockname()[1]
-    print(f"mock upstream listening on http://{host}:{bound_port}", flush=True)
+    url_host = f"[{host}]" if ":" in host else host  # IPv6 literals are bracketed in URLs
+    print(f"mock upstream listening on http://{url_host}:{bound_port}", flush=True)
     web.run_app(
         create_app(options),
         sock=sock,

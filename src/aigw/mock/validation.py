@@ -69,15 +69,16 @@ def one_of(body: dict[str, Any], name: str, allowed: Sequence[str], default: str
     value = body.get(name)
     if value is None:
         return default
-    if value not in allowed:
-        expected = ", ".join(repr(option) for option in allowed)
-        raise ApiError(
-            400,
-            f"Invalid value for '{name}': expected one of {expected}, but got {value!r} instead.",
-            param=name,
-            code="invalid_value",
-        )
-    return value
+    for option in allowed:
+        if value == option:
+            return option
+    expected = ", ".join(repr(option) for option in allowed)
+    raise ApiError(
+        400,
+        f"Invalid value for '{name}': expected one of {expected}, but got {value!r} instead.",
+        param=name,
+        code="invalid_value",
+    )
 
 
 def messages(body: dict[str, Any]) -> list[dict[str, Any]]:

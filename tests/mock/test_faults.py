@@ -11,9 +11,9 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from mock_harness import MockServer, StartMock
 
 from aigw.mock import MockOptions
+from tests.mock.harness import MockServer, StartMock
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = CHAT | {"stream": True}

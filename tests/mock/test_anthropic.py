@@ -6,9 +6,9 @@ import json
 
 import anthropic
 import pytest
-from mock_harness import MockServer
 
 from aigw.mock.answer import SENTENCE
+from tests.mock.harness import MockServer
 
 WORDS = SENTENCE.split()
 # "hello mock" (2 words) + a 1-word system prompt, 3 tokens of overhead each: 9 input tokens.
@@ -212,6 +212,17 @@ async def test_invalid_requests_get_anthropic_errors(
     assert payload["type"] == "error"
     assert payload["error"]["type"] == "invalid_request_error"
     assert message_part in payload["error"]["message"]
+
+
+async def test_unknown_endpoint_in_anthropic_format(mock: MockServer) -> None:
+    async with mock.http.get(
+        f"{mock.url}/v1/files", headers={"anthropic-version": "2023-06-01"}
+    ) as response:
+        assert response.status == 404
+        payload = await response.json()
+
+    assert payload["type"] == "error"
+    assert payload["error"]["type"] == "not_found_error"
 
 
 async def test_sdk_sees_bad_request(anthropic_client: anthropic.AsyncAnthropic) -> None:

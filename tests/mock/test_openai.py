@@ -9,10 +9,10 @@ import math
 
 import openai
 import pytest
-from mock_harness import MockServer, StartMock
 
 from aigw.mock import MockOptions
 from aigw.mock.answer import SENTENCE
+from tests.mock.harness import MockServer, StartMock
 
 WORDS = SENTENCE.split()
 USER_HI = [{"role": "user", "content": "hello mock"}]  # 2 words + 3 overhead = 5 prompt tokens
@@ -94,25 +94,47 @@ async def test_chat_stream_with_usage(openai_client: openai.AsyncOpenAI) -> None
     assert (usage_chunk.usage.prompt_tokens, usage_chunk.usage.completion_tokens) == (5, 4)
 
 
-async def test_chat_stream_wire_format(mock: MockServer) -> None:
-    body = {"model": "m", "messages": USER_HI, "max_tokens": 2, "stream": True}
-    async with mock.http.post(f"{mock.url}/v1/chat/completions", json=body) as response:
+async def stream_payloads(mock: MockServer, path: str, body: dict[str, object]) -> list[dict]:
+    """The JSON events of a raw stream, checked to end with exactly one ``[DONE]``."""
+    async with mock.http.post(f"{mock.url}{path}", json=body | {"stream": True}) as response:
         assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
         raw = await response.text()
-
     events = raw.split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]
-    payloads = [json.loads(event.removeprefix("data: ")) for event in events[:-2]]
+    return [json.loads(event.removeprefix("data: ")) for event in events[:-2]]
+
+
+async def test_chat_stream_wire_format(mock: MockServer) -> None:
+    body = {"model": "m", "messages": USER_HI, "max_tokens": 2}
+    payloads = await stream_payloads(mock, "/v1/chat/completions", body)
+
     assert [p["choices"][0]["delta"] for p in payloads] == [
         {"role": "assistant", "content": ""},
         {"content": "This"},
         {"content": " is"},
         {},
     ]
-    assert payloads[-1]["choices"][0]["finish_reason"] == "length"
+    assert [p["choices"][0]["finish_reason"] for p in payloads] == [None, None, None, "length"]
     # Without include_usage the chunks carry no usage field at all.
     assert all("usage" not in p for p in payloads)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+async def test_stream_usage_chunk_wire_format(mock: MockServer, path: str) -> None:
+    body = {
+        "model": "m",
+        "messages": USER_HI,
+        "prompt": "hello mock",
+        "max_tokens": 2,
+        "stream_options": {"include_usage": True},
+    }
+    *chunks, last = await stream_payloads(mock, path, body)
+
+    assert all(chunk["usage"] is None and len(chunk["choices"]) == 1 for chunk in chunks)
+    assert last["choices"] == []
+    assert last["usage"]["completion_tokens"] == 2
+    assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + 2
 
 
 async def test_chat_tool_call(openai_client: openai.AsyncOpenAI) -> None:
@@ -297,6 +319,17 @@ async def test_invalid_requests_get_openai_errors(
     assert error["message"]
     if param is not None:
         assert error["param"] == param
+
+
+async def test_unknown_endpoint_is_a_logged_json_404(mock: MockServer) -> None:
+    async with mock.http.post(f"{mock.url}/v1/responses", json={"model": "m"}) as response:
+        assert response.status == 404
+        error = (await response.json())["error"]
+
+    assert error["type"] == "invalid_request_error"
+    assert "/v1/responses" in error["message"]
+    [logged] = await mock.requests()
+    assert (logged["path"], logged["body"]) == ("/v1/responses", {"model": "m"})
 
 
 async def test_sdk_sees_bad_request(openai_client: openai.AsyncOpenAI) -> None:

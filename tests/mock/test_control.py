@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from mock_harness import MockServer, StartMock
 
 import aigw
 from aigw.mock import MockOptions
+from tests.mock.harness import MockServer, StartMock
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SRC_DIR = str(Path(aigw.__file__).resolve().parents[1])
