@@ -31,6 +31,7 @@ run: $(STAMP)
 	$(BIN)/aigw serve --demo
 
 test: $(DEVSTAMP)
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)

@@ -50,6 +50,9 @@ MODEL = "bench-model"
 UPSTREAM_MODEL = "gpt-4o-mini"
 KEY_ENV = "AIGW_BENCH_KEY"  # read by post.lua
 
+# Other processes using more than this many cores during a run get a warning.
+OTHERS_CPU_WARNING = 0.15
+
 # The issue's targets.
 TARGET_ADDED_P50_MS_AT_C1 = 1.0
 TARGET_RPS_AT_C32 = 2500.0
@@ -218,6 +221,13 @@ def group_cpu_seconds(pgid: int) -> float:
         if stat is not None:
             total += int(stat[11]) + int(stat[12])
     return total / ticks
+
+
+def system_busy_seconds() -> float:
+    """Machine-wide non-idle CPU time so far, from /proc/stat (user ... steal, not idle/iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
@@ -577,6 +587,7 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
     counters_before = upstream_counters(target.status_url)
     cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in target.pgids.items()}
     wrk_before = children_cpu_seconds()
+    busy_before = system_busy_seconds()
     started = time.monotonic()
     result, raw = run_wrk(target.url, connections, duration, target.key)
     elapsed = time.monotonic() - started
@@ -586,6 +597,10 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
         for name, pgid in target.pgids.items()
     }
     cpu["wrk"] = (children_cpu_seconds() - wrk_before) / elapsed
+    busy = (system_busy_seconds() - busy_before) / elapsed
+    # Whatever ran besides wrk, nginx and the gateway (a busy machine makes the figures too low).
+    # The two clocks differ a little (per-process accounting vs. /proc/stat ticks).
+    cpu["others"] = max(0.0, busy - sum(cpu.values()))
     result["cpu_cores"] = {name: round(value, 2) for name, value in cpu.items()}
     if counters_before and counters_after:
         result["upstream"] = {  # less the one stub_status request in between
@@ -612,6 +627,11 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
                 "  !!! nginx served fewer requests than wrk counted: answers did not all come "
                 "from the upstream"
             )
+    if cpu["others"] > OTHERS_CPU_WARNING:
+        log(
+            f"  !!! other processes used {cpu['others']:.2f} CPU cores during this run: "
+            "the machine was not quiet, these figures are too low"
+        )
     if result["errors"]:
         log(f"  !!! {describe_errors(result)}")
     return result
@@ -696,6 +716,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "gateway_p99_ms": gateway["latency_ms"]["p99"],
                 "added_p50_ms": gateway["latency_ms"]["p50"] - direct["latency_ms"]["p50"],
                 "errors": direct["errors"] + gateway["errors"],
+                "others_cpu_cores": max(
+                    direct["cpu_cores"]["others"], gateway["cpu_cores"]["others"]
+                ),
                 "invalid": any(
                     side["errors"] or side.get("upstream_mismatch") for side in (direct, gateway)
                 ),
@@ -778,6 +801,16 @@ def print_report(
             mismatch = "; nginx served fewer requests" if result.get("upstream_mismatch") else ""
             print(f"!!!   {side} c={connections}: {describe_errors(result)}{mismatch}")
         print("!" * 78)
+    busy = [row for row in rows if row["others_cpu_cores"] > OTHERS_CPU_WARNING]
+    if busy:
+        print()
+        print(
+            "!!! The machine was not quiet: other processes used up to "
+            + ", ".join(
+                f"{row['others_cpu_cores']:.2f} cores at C={row['connections']}" for row in busy
+            )
+            + ". Re-run on a quiet machine for figures worth keeping."
+        )
     print()
 
 

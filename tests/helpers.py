@@ -38,7 +38,7 @@ class Process:
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")  # closed in stop()
         self.popen = subprocess.Popen(
             args,
             stdout=self._log,
@@ -83,7 +83,9 @@ def aigw(*args: str) -> list[str]:
 def mock_upstream(tmp: Path, *options: str) -> Iterator[str]:
     """The bundled mock provider as a real process; yields its base URL (without /v1)."""
     port = free_port()
-    process = Process(aigw("mock-upstream", "--port", str(port), *options), tmp / f"mock-{port}.log")
+    process = Process(
+        aigw("mock-upstream", "--port", str(port), *options), tmp / f"mock-{port}.log"
+    )
     try:
         process.wait_http(f"http://127.0.0.1:{port}/_mock/config")
         yield f"http://127.0.0.1:{port}"
@@ -100,8 +102,15 @@ def gateway(
     config = tmp / f"gateway-{port}.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     args = aigw(
-        "gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers),
+        "gateway",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
     )
     process = Process(args, tmp / f"gateway-{port}.log", env)
     try:

@@ -18,8 +18,15 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_command_has_help() -> None:
-    for command in ([], ["serve"], ["gateway"], ["mock-upstream"], ["config", "validate"],
-                    ["keys", "generate"], ["keys", "hash"]):
+    for command in (
+        [],
+        ["serve"],
+        ["gateway"],
+        ["mock-upstream"],
+        ["config", "validate"],
+        ["keys", "generate"],
+        ["keys", "hash"],
+    ):
         result = _run(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Usage: " in result.stdout
@@ -43,7 +50,10 @@ def test_config_validate_reports_field_and_line(tmp_path: Path) -> None:
 def test_config_validate_accepts_the_shipped_example() -> None:
     example = Path(__file__).parents[1] / "examples" / "aigw.yaml"
     result = subprocess.run(
-        aigw("config", "validate", str(example)), capture_output=True, text=True, timeout=60,
+        aigw("config", "validate", str(example)),
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-test"},
     )
     assert result.returncode == 0, result.stderr
@@ -61,8 +71,18 @@ def test_keys_generate_prints_a_key_and_its_entry() -> None:
 def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
     port, mock_port = free_port(), free_port()
     process = Process(
-        aigw("serve", "--demo", "--port", str(port), "--mock-port", str(mock_port),
-             "--workers", "1", "--data-dir", str(tmp_path / "data")),
+        aigw(
+            "serve",
+            "--demo",
+            "--port",
+            str(port),
+            "--mock-port",
+            str(mock_port),
+            "--workers",
+            "1",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ),
         tmp_path / "serve.log",
         env={"OPENAI_API_KEY": ""},
     )

@@ -144,7 +144,9 @@ def gateway(config_path: Path | None, host: str | None, port: int, workers: int)
 @click.option("--completion-tokens", default=16, show_default=True, help="Default answer length.")
 @click.option("--error-rate", default=0.0, show_default=True, help="Share of requests that fail.")
 @click.option("--error-status", default=500, show_default=True, help="Status of those failures.")
-@click.option("--hang-rate", default=0.0, show_default=True, help="Share of requests never answered.")
+@click.option(
+    "--hang-rate", default=0.0, show_default=True, help="Share of requests never answered."
+)
 @click.option(
     "--disconnect-rate", default=0.0, show_default=True, help="Share of streams cut mid-way."
 )

@@ -64,7 +64,9 @@ def test_env_default_is_used() -> None:
 
 
 def test_type_error_names_field_and_line() -> None:
-    text = VALID.replace("        model: gpt-4o-mini", "        model: gpt-4o-mini\n        weight: lots")
+    text = VALID.replace(
+        "        model: gpt-4o-mini", "        model: gpt-4o-mini\n        weight: lots"
+    )
     [(path, line, message)] = _issues(text)
     assert (path, line) == ("models[0].targets[0].weight", 12)
     assert "integer" in message
@@ -77,7 +79,9 @@ def test_unknown_field_is_an_error_not_ignored() -> None:
 
 
 def test_unknown_provider_reference_names_target_and_line() -> None:
-    [(path, line, message)] = _issues(VALID.replace("      - provider: openai", "      - provider: opnai"))
+    [(path, line, message)] = _issues(
+        VALID.replace("      - provider: openai", "      - provider: opnai")
+    )
     assert path == "models[0].targets[0].provider"
     assert line == 10
     assert "unknown provider 'opnai'" in message

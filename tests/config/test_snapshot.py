@@ -39,7 +39,10 @@ def test_default_policy_allows_every_model() -> None:
 
 def test_wildcards_allow_and_deny() -> None:
     assert _allowed({"models": {"allow": ["gpt-4o*"]}}) == {"gpt-4o", "gpt-4o-mini"}
-    assert _allowed({"models": {"allow": ["*"], "deny": ["*-mini", "claude-*"]}}) == {"gpt-4o", "o1"}
+    assert _allowed({"models": {"allow": ["*"], "deny": ["*-mini", "claude-*"]}}) == {
+        "gpt-4o",
+        "o1",
+    }
 
 
 def test_only_star_is_special() -> None:
@@ -72,7 +75,9 @@ def test_disabled_keys_are_left_out_and_version_tracks_content() -> None:
         update={
             "namespaces": [
                 config.namespaces[0].model_copy(
-                    update={"keys": [config.namespaces[0].keys[0].model_copy(update={"disabled": True})]}
+                    update={
+                        "keys": [config.namespaces[0].keys[0].model_copy(update={"disabled": True})]
+                    }
                 )
             ]
         }

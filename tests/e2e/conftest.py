@@ -31,8 +31,13 @@ class Stack:
     def reset_faults(self) -> None:
         httpx.put(
             f"{self.faulty}/_mock/config",
-            json={"error_rate": 0, "hang_rate": 0, "disconnect_rate": 0, "latency_ms": 0,
-                  "tokens_per_second": 0},
+            json={
+                "error_rate": 0,
+                "hang_rate": 0,
+                "disconnect_rate": 0,
+                "latency_ms": 0,
+                "tokens_per_second": 0,
+            },
         ).raise_for_status()
 
 
@@ -40,15 +45,26 @@ def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> d
     return {
         "version": 1,
         "providers": [
-            {"name": "mock", "type": "openai-compatible", "base_url": f"{mock}/v1",
-             "api_key": "sk-upstream-secret"},
-            {"name": "faulty", "base_url": f"{faulty}/v1", "api_key": "sk-faulty",
-             "timeouts": {"connect": 2, "read": 1.5}},
+            {
+                "name": "mock",
+                "type": "openai-compatible",
+                "base_url": f"{mock}/v1",
+                "api_key": "sk-upstream-secret",
+            },
+            {
+                "name": "faulty",
+                "base_url": f"{faulty}/v1",
+                "api_key": "sk-faulty",
+                "timeouts": {"connect": 2, "read": 1.5},
+            },
             {"name": "dead", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
         ],
         "models": [
-            {"name": "mock-gpt-4o-mini", "aliases": ["demo-chat"],
-             "targets": [{"provider": "mock", "model": "gpt-4o-mini"}]},
+            {
+                "name": "mock-gpt-4o-mini",
+                "aliases": ["demo-chat"],
+                "targets": [{"provider": "mock", "model": "gpt-4o-mini"}],
+            },
             {"name": "mock-gpt-4o", "targets": [{"provider": "mock", "model": "gpt-4o"}]},
             {"name": "mock-embedding", "targets": [{"provider": "mock", "model": "emb-1"}]},
             {"name": "mock-instruct", "targets": [{"provider": "mock", "model": "instruct"}]},
@@ -57,9 +73,11 @@ def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> d
         ],
         "namespaces": [
             {"name": "team-a", "keys": [keys["a"], keys["a_narrow"], keys["expired"]]},
-            {"name": "team-b",
-             "policy": {"models": {"allow": ["mock-gpt-4o*"], "deny": ["*-mini"]}},
-             "keys": [keys["b"]]},
+            {
+                "name": "team-b",
+                "policy": {"models": {"allow": ["mock-gpt-4o*"], "deny": ["*-mini"]}},
+                "keys": [keys["b"]],
+            },
         ],
     }
 

@@ -17,7 +17,9 @@ USER = [{"role": "user", "content": "hi"}]
 GOOD = {"model": "mock-gpt-4o-mini", "messages": USER}
 
 
-def _post(stack: Stack, path: str, body: Any, key: str | None = "default", **kw: Any) -> httpx.Response:
+def _post(
+    stack: Stack, path: str, body: Any, key: str | None = "default", **kw: Any
+) -> httpx.Response:
     headers = kw.pop("headers", {})
     if key is not None:
         headers["Authorization"] = f"Bearer {stack.key if key == 'default' else key}"
@@ -26,8 +28,14 @@ def _post(stack: Stack, path: str, body: Any, key: str | None = "default", **kw:
     return httpx.post(stack.gateway + path, json=body, headers=headers, timeout=30, **kw)
 
 
-def _assert_openai_error(response: httpx.Response, status: int, type_: str, code: str | None,
-                         fragment: str, param: str | None = None) -> None:
+def _assert_openai_error(
+    response: httpx.Response,
+    status: int,
+    type_: str,
+    code: str | None,
+    fragment: str,
+    param: str | None = None,
+) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
@@ -44,36 +52,156 @@ BAD_BODIES = [
     ("malformed-json", CHAT, b"{", 400, "invalid_request_error", None, "not valid JSON", None),
     ("array-body", CHAT, b"[1]", 400, "invalid_request_error", None, "must be a JSON object", None),
     ("empty-body", CHAT, b"", 400, "invalid_request_error", None, "empty", None),
-    ("invalid-utf8", CHAT, b'{"model": "\xff\xfe"}', 400, "invalid_request_error", None, "UTF-8",
-     None),
-    ("missing-model", CHAT, {"messages": USER}, 400, "invalid_request_error", None, "model",
-     "model"),
-    ("model-not-string", CHAT, {"model": 42, "messages": USER}, 400, "invalid_request_error", None,
-     "non-empty string", "model"),
-    ("missing-messages", CHAT, {"model": "mock-gpt-4o-mini"}, 400, "invalid_request_error", None,
-     "messages", "messages"),
-    ("messages-not-array", CHAT, {"model": "mock-gpt-4o-mini", "messages": "hi"}, 400,
-     "invalid_request_error", None, "must be an array, not a string", "messages"),
-    ("messages-empty", CHAT, {"model": "mock-gpt-4o-mini", "messages": []}, 400,
-     "invalid_request_error", None, "at least one", "messages"),
-    ("message-without-role", CHAT, {"model": "mock-gpt-4o-mini", "messages": [{"content": "x"}]},
-     400, "invalid_request_error", None, "role", "messages[0].role"),
-    ("stream-not-bool", CHAT, {**GOOD, "stream": "yes"}, 400, "invalid_request_error", None,
-     "boolean", "stream"),
-    ("max-tokens-zero", CHAT, {**GOOD, "max_tokens": 0}, 400, "invalid_request_error", None,
-     "at least 1", "max_tokens"),
-    ("max-tokens-string", CHAT, {**GOOD, "max_tokens": "5"}, 400, "invalid_request_error", None,
-     "integer", "max_tokens"),
-    ("temperature-string", CHAT, {**GOOD, "temperature": "hot"}, 400, "invalid_request_error",
-     None, "number", "temperature"),
-    ("stream-options-without-stream", CHAT, {**GOOD, "stream_options": {"include_usage": True}},
-     400, "invalid_request_error", None, "stream", "stream_options"),
-    ("completion-without-prompt", "/v1/completions", {"model": "mock-instruct"}, 400,
-     "invalid_request_error", None, "prompt", "prompt"),
-    ("embedding-without-input", "/v1/embeddings", {"model": "mock-embedding"}, 400,
-     "invalid_request_error", None, "input", "input"),
-    ("unknown-model", CHAT, {"model": "gpt-9", "messages": USER}, 404, "invalid_request_error",
-     "model_not_found", "gpt-9", "model"),
+    (
+        "invalid-utf8",
+        CHAT,
+        b'{"model": "\xff\xfe"}',
+        400,
+        "invalid_request_error",
+        None,
+        "UTF-8",
+        None,
+    ),
+    (
+        "missing-model",
+        CHAT,
+        {"messages": USER},
+        400,
+        "invalid_request_error",
+        None,
+        "model",
+        "model",
+    ),
+    (
+        "model-not-string",
+        CHAT,
+        {"model": 42, "messages": USER},
+        400,
+        "invalid_request_error",
+        None,
+        "non-empty string",
+        "model",
+    ),
+    (
+        "missing-messages",
+        CHAT,
+        {"model": "mock-gpt-4o-mini"},
+        400,
+        "invalid_request_error",
+        None,
+        "messages",
+        "messages",
+    ),
+    (
+        "messages-not-array",
+        CHAT,
+        {"model": "mock-gpt-4o-mini", "messages": "hi"},
+        400,
+        "invalid_request_error",
+        None,
+        "must be an array, not a string",
+        "messages",
+    ),
+    (
+        "messages-empty",
+        CHAT,
+        {"model": "mock-gpt-4o-mini", "messages": []},
+        400,
+        "invalid_request_error",
+        None,
+        "at least one",
+        "messages",
+    ),
+    (
+        "message-without-role",
+        CHAT,
+        {"model": "mock-gpt-4o-mini", "messages": [{"content": "x"}]},
+        400,
+        "invalid_request_error",
+        None,
+        "role",
+        "messages[0].role",
+    ),
+    (
+        "stream-not-bool",
+        CHAT,
+        {**GOOD, "stream": "yes"},
+        400,
+        "invalid_request_error",
+        None,
+        "boolean",
+        "stream",
+    ),
+    (
+        "max-tokens-zero",
+        CHAT,
+        {**GOOD, "max_tokens": 0},
+        400,
+        "invalid_request_error",
+        None,
+        "at least 1",
+        "max_tokens",
+    ),
+    (
+        "max-tokens-string",
+        CHAT,
+        {**GOOD, "max_tokens": "5"},
+        400,
+        "invalid_request_error",
+        None,
+        "integer",
+        "max_tokens",
+    ),
+    (
+        "temperature-string",
+        CHAT,
+        {**GOOD, "temperature": "hot"},
+        400,
+        "invalid_request_error",
+        None,
+        "number",
+        "temperature",
+    ),
+    (
+        "stream-options-without-stream",
+        CHAT,
+        {**GOOD, "stream_options": {"include_usage": True}},
+        400,
+        "invalid_request_error",
+        None,
+        "stream",
+        "stream_options",
+    ),
+    (
+        "completion-without-prompt",
+        "/v1/completions",
+        {"model": "mock-instruct"},
+        400,
+        "invalid_request_error",
+        None,
+        "prompt",
+        "prompt",
+    ),
+    (
+        "embedding-without-input",
+        "/v1/embeddings",
+        {"model": "mock-embedding"},
+        400,
+        "invalid_request_error",
+        None,
+        "input",
+        "input",
+    ),
+    (
+        "unknown-model",
+        CHAT,
+        {"model": "gpt-9", "messages": USER},
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "gpt-9",
+        "model",
+    ),
 ]
 
 
@@ -83,7 +211,13 @@ BAD_BODIES = [
     ids=[case[0] for case in BAD_BODIES],
 )
 def test_bad_input_gets_a_clear_openai_error(
-    stack: Stack, path: str, body: Any, status: int, type_: str, code: str | None, fragment: str,
+    stack: Stack,
+    path: str,
+    body: Any,
+    status: int,
+    type_: str,
+    code: str | None,
+    fragment: str,
     param: str | None,
 ) -> None:
     _assert_openai_error(_post(stack, path, body), status, type_, code, fragment, param)
@@ -124,23 +258,35 @@ def test_model_denied_by_namespace_policy_is_403(stack: Stack) -> None:
 def test_body_over_limit_is_413_with_or_without_content_length(stack: Stack) -> None:
     big = b'{"model": "mock-gpt-4o-mini", "messages": [], "pad": "' + b"x" * (11 * 1024 * 1024)
     big += b'"}'
-    _assert_openai_error(_post(stack, CHAT, big), 413, "invalid_request_error",
-                         "request_too_large", "limit")
+    _assert_openai_error(
+        _post(stack, CHAT, big), 413, "invalid_request_error", "request_too_large", "limit"
+    )
 
     def chunked() -> Any:
         for start in range(0, len(big), 1 << 20):
             yield big[start : start + (1 << 20)]
 
-    _assert_openai_error(_post(stack, CHAT, chunked()), 413, "invalid_request_error",
-                         "request_too_large", "limit")
+    _assert_openai_error(
+        _post(stack, CHAT, chunked()), 413, "invalid_request_error", "request_too_large", "limit"
+    )
 
 
 def test_unknown_path_and_wrong_method(stack: Stack) -> None:
     headers = {"Authorization": f"Bearer {stack.key}"}
-    _assert_openai_error(httpx.get(stack.gateway + "/v1/nothing", headers=headers), 404,
-                         "invalid_request_error", None, "unknown path")
-    _assert_openai_error(httpx.get(stack.gateway + CHAT, headers=headers), 405,
-                         "invalid_request_error", "method_not_allowed", "POST")
+    _assert_openai_error(
+        httpx.get(stack.gateway + "/v1/nothing", headers=headers),
+        404,
+        "invalid_request_error",
+        None,
+        "unknown path",
+    )
+    _assert_openai_error(
+        httpx.get(stack.gateway + CHAT, headers=headers),
+        405,
+        "invalid_request_error",
+        "method_not_allowed",
+        "POST",
+    )
 
 
 def test_health_and_readiness(stack: Stack) -> None:
@@ -168,14 +314,19 @@ def test_upstream_timeout_is_504(faulty: Stack) -> None:
 
 @pytest.mark.parametrize(
     ("status", "sdk_error"),
-    [(500, openai.InternalServerError), (429, openai.RateLimitError), (400, openai.BadRequestError),
-     (503, openai.InternalServerError)],
+    [
+        (500, openai.InternalServerError),
+        (429, openai.RateLimitError),
+        (400, openai.BadRequestError),
+        (503, openai.InternalServerError),
+    ],
 )
 def test_upstream_errors_keep_their_status(
     faulty: Stack, client: openai.OpenAI, status: int, sdk_error: type
 ) -> None:
-    httpx.put(f"{faulty.faulty}/_mock/config",
-              json={"error_rate": 1, "error_status": status}).raise_for_status()
+    httpx.put(
+        f"{faulty.faulty}/_mock/config", json={"error_rate": 1, "error_status": status}
+    ).raise_for_status()
     response = _post(faulty, CHAT, {**GOOD, "model": "faulty-chat"})
     assert response.status_code == status
     assert set(response.json()["error"]) >= {"message", "type", "code"}

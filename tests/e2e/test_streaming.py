@@ -66,7 +66,9 @@ class ScriptedUpstream:
 
 
 @pytest.fixture(scope="module")
-def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ScriptedUpstream, str, str]]:
+def scripted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ScriptedUpstream, str, str]]:
     tmp: Path = tmp_path_factory.mktemp("scripted")
     upstream = ScriptedUpstream()
     key, entry = new_key_entry("k")
@@ -98,9 +100,15 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(scripted) -> None:  #
     upstream, url, key = scripted
     upstream.cancelled.clear()
     with httpx.stream(
-        "POST", f"{url}/v1/chat/completions",
-        json={"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "hang"}]},
-        headers={"Authorization": f"Bearer {key}"}, timeout=30,
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": "scripted",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hang"}],
+        },
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
     ) as response:
         assert next(response.iter_bytes()).startswith(b"data: ")
     # The caller has gone; the gateway must drop its upstream request rather than wait 60 s.

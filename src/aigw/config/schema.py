@@ -80,7 +80,9 @@ class Provider(_Strict):
         description="Wire protocol of the upstream. Both speak OpenAI's HTTP API; "
         "'openai-compatible' is any other server that does (vLLM, Ollama, Azure-style proxies).",
     )
-    base_url: str = Field(description="API root including the version, e.g. https://api.openai.com/v1")
+    base_url: str = Field(
+        description="API root including the version, e.g. https://api.openai.com/v1"
+    )
     api_key: SecretStr | None = Field(
         None, description="Credential sent upstream; use ${ENV_VAR} to keep it out of the file."
     )
@@ -101,7 +103,9 @@ class Provider(_Strict):
     def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
         for header in value:
             if header.lower() in {"authorization", "host", "content-length"}:
-                raise ValueError(f"header {header!r} is set by the gateway and cannot be overridden")
+                raise ValueError(
+                    f"header {header!r} is set by the gateway and cannot be overridden"
+                )
         return value
 
 

@@ -124,7 +124,11 @@ def config_digest(config: Config) -> str:
 
 def _provider_entry(provider: Provider) -> ProviderEntry:
     # identity: a compressed upstream stream could not be relayed chunk by chunk.
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **provider.headers}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+        **provider.headers,
+    }
     if provider.api_key is not None and provider.api_key.get_secret_value():
         headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
     return ProviderEntry(

@@ -41,7 +41,9 @@ def start_mock_upstream(host: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def wait_for_port(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -36,9 +36,21 @@ def test_caller_key_precedence(headers: tuple[tuple[str, str], ...], expected: s
 def _snapshot(expires_at: datetime | None = None):  # type: ignore[no-untyped-def]
     return build_snapshot(
         Config.model_validate(
-            {"namespaces": [{"name": "ns", "keys": [
-                {"name": "k", "key_hash": hash_key("sk-good"), "prefix": "sk-go",
-                 "expires_at": expires_at}]}]}
+            {
+                "namespaces": [
+                    {
+                        "name": "ns",
+                        "keys": [
+                            {
+                                "name": "k",
+                                "key_hash": hash_key("sk-good"),
+                                "prefix": "sk-go",
+                                "expires_at": expires_at,
+                            }
+                        ],
+                    }
+                ]
+            }
         )
     )
 

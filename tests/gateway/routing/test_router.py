@@ -51,8 +51,10 @@ def test_weighted_choice_within_the_first_priority_group() -> None:
 def test_zero_weight_group_falls_through_and_all_zero_is_502() -> None:
     model = resolve_model(
         _snapshot(
-            [{"provider": "a", "model": "x", "weight": 0},
-             {"provider": "b", "model": "x", "priority": 2}]
+            [
+                {"provider": "a", "model": "x", "weight": 0},
+                {"provider": "b", "model": "x", "priority": 2},
+            ]
         ),
         "m",
     )

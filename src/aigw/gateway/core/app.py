@@ -104,7 +104,9 @@ class GatewayApp:
             record.error_type = "server_error"
             error = GatewayError("the gateway failed to handle this request; see its logs")
             try:
-                await send_response(send, 500, openai_error_body(error), JSON_HEADERS + response_headers)
+                await send_response(
+                    send, 500, openai_error_body(error), JSON_HEADERS + response_headers
+                )
             except Exception:  # the response had already started: nothing more can be said
                 pass
         finally:
@@ -138,9 +140,7 @@ class GatewayApp:
             receive, send, target, endpoint.upstream_path, raw, response_headers
         )
 
-    async def _relay_unless_disconnected(
-        self, receive: Receive, send: Send, *args: Any
-    ) -> int:
+    async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> int:
         """Relay upstream, cancelling the upstream request as soon as the caller goes away."""
         task = asyncio.current_task()
         assert task is not None
@@ -168,7 +168,9 @@ class GatewayApp:
     ) -> None:
         """Endpoints the gateway answers itself."""
         path = scope["path"]
-        if scope["method"] != "GET" and (path in ("/healthz", "/readyz") or path.startswith("/v1/models")):
+        if scope["method"] != "GET" and (
+            path in ("/healthz", "/readyz") or path.startswith("/v1/models")
+        ):
             raise MethodNotAllowed(f"use GET for {path}")
         if path == "/healthz":
             body: Any = {"status": "ok", "version": __version__}

@@ -164,4 +164,3 @@ def _as_openai_error(payload: bytes, status: int) -> bytes:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
