@@ -174,6 +174,17 @@ class Namespace(_Strict):
     keys: list[ApiKey] = Field(default_factory=list)
 
 
+class Price(_Strict):
+    """What a model costs, in USD per million tokens; budgets (#4) are computed from it."""
+
+    model: ModelName = Field(description="A public model name (or alias).")
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    cached_input_per_million: float | None = Field(
+        None, ge=0, description="Price of cached prompt tokens; the input price when unset."
+    )
+
+
 class GatewaySettings(_Strict):
     """Data-plane settings that are part of the configuration (and so change live)."""
 
@@ -190,6 +201,7 @@ class Config(_Strict):
     providers: list[Provider] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
     namespaces: list[Namespace] = Field(default_factory=list)
+    prices: list[Price] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -211,6 +223,10 @@ class Config(_Strict):
                         f"models[{m_index}].targets[{t_index}].provider: unknown provider "
                         f"{target.provider!r} (known: {', '.join(sorted(providers)) or 'none'})"
                     )
+        _unique("prices", [p.model for p in self.prices])
+        for p_index, price in enumerate(self.prices):
+            if price.model not in public_names:
+                raise ValueError(f"prices[{p_index}].model: unknown model {price.model!r}")
         seen_hashes: dict[str, str] = {}
         for namespace in self.namespaces:
             _unique(f"namespace {namespace.name!r} keys", [k.name for k in namespace.keys])
@@ -230,3 +246,18 @@ def _unique(what: str, names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"{what}: name {name!r} is used more than once")
         seen.add(name)
+
+
+def canonical_document(config: Config) -> dict[str, object]:
+    """The configuration as a plain document: defaults left out, secrets kept (not masked).
+
+    This is the form that is stored, versioned, diffed and exported, so equal configurations
+    always produce equal documents.
+    """
+    document = config.model_dump(mode="json", exclude_defaults=True)
+    providers = document.get("providers")
+    if isinstance(providers, list):
+        for entry, provider in zip(providers, config.providers, strict=True):
+            if provider.api_key is not None:
+                entry["api_key"] = provider.api_key.get_secret_value()
+    return document

@@ -1,0 +1,28 @@
+"""How a config center process is set up (from flags and the environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8001
+
+
+@dataclass(frozen=True)
+class CenterSettings:
+    database_url: str
+    """sqlite:///path, mysql://user:pass@host/db (MariaDB too) or postgresql://user@host/db."""
+    master_key: str
+    """Encrypts provider credentials at rest (AIGW_MASTER_KEY)."""
+    data_dir: Path
+    admin_token: str | None = None
+    """Bootstrap admin bearer token (AIGW_ADMIN_TOKEN); create real users with it."""
+    gateway_token: str | None = None
+    """Bearer token gateways present to fetch configuration (AIGW_GATEWAY_TOKEN)."""
+    redis_url: str | None = None
+    """Optional: change notifications between several config center instances."""
+    session_ttl_seconds: int = 12 * 3600
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'aigw.db').resolve()}"
