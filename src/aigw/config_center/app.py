@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from aigw import __version__
 from aigw.config.loader import ConfigError
@@ -43,7 +43,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
         version=__version__,
         description="Configuration, versions and admin users of an aigw deployment.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     _add_error_handlers(app)
     _add_routes(app)
@@ -64,44 +63,60 @@ def _add_routes(app: FastAPI) -> None:
         versions,
     )
 
-    for module in (health, auth, users, namespaces, keys, providers, models, prices, versions, feed):
+    for module in (
+        health,
+        auth,
+        users,
+        namespaces,
+        keys,
+        providers,
+        models,
+        prices,
+        versions,
+        feed,
+    ):
         app.include_router(module.router)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(ConfigError)
-    async def invalid_configuration(_: Request, exc: ConfigError) -> ORJSONResponse:
+    async def invalid_configuration(_: Request, exc: ConfigError) -> JSONResponse:
         details = [{"field": i.path, "message": i.message} for i in exc.issues]
         message = "; ".join(f"{i.path}: {i.message}" if i.path else i.message for i in exc.issues)
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": {"type": "invalid_configuration", "message": message, "details": details}},
             status_code=422,
         )
 
     @app.exception_handler(VersionConflict)
-    async def conflict(_: Request, exc: VersionConflict) -> ORJSONResponse:
-        return ORJSONResponse(
-            {"error": {"type": "conflict", "message": f"{exc}; reload and try again",
-                       "details": {"head": exc.head}}},
+    async def conflict(_: Request, exc: VersionConflict) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {
+                    "type": "conflict",
+                    "message": f"{exc}; reload and try again",
+                    "details": {"head": exc.head},
+                }
+            },
             status_code=409,
             headers={"ETag": f'"{exc.head}"'},
         )
 
     @app.exception_handler(VersionNotFound)
-    async def version_not_found(_: Request, exc: VersionNotFound) -> ORJSONResponse:
-        return ORJSONResponse({"error": {"type": "not_found", "message": str(exc)}}, 404)
+    async def version_not_found(_: Request, exc: VersionNotFound) -> JSONResponse:
+        return JSONResponse({"error": {"type": "not_found", "message": str(exc)}}, 404)
 
     @app.exception_handler(RequestValidationError)
-    async def request_invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
             for e in exc.errors()
         ]
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": {"type": "invalid_request", "message": message, "details": details}}, 422
         )

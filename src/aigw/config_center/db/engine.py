@@ -29,7 +29,8 @@ def async_url(url: str) -> str:
         driver = _ASYNC_DRIVERS.get(parsed.drivername)
         if driver is None:
             raise ValueError(
-                f"unsupported database {parsed.drivername!r}: use sqlite, mysql/mariadb or postgresql"
+                f"unsupported database {parsed.drivername!r}: "
+                "use sqlite, mysql/mariadb or postgresql"
             )
         parsed = parsed.set(drivername=driver)
     return parsed.render_as_string(hide_password=False)
