@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so migrations behave the same on every database.
@@ -35,6 +36,8 @@ NAMING = {
 
 # MySQL's plain BLOB stops at 64 KiB; a configuration document can be larger.
 Blob = LargeBinary(length=2**31 - 1)
+# MySQL/MariaDB keep whole seconds unless asked for microseconds.
+Timestamp = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -45,7 +48,7 @@ class ConfigVersion(Base):
     __tablename__ = "config_versions"
 
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(256))
     # zlib-compressed JSON of the whole document (provider secrets encrypted).
@@ -63,8 +66,8 @@ class AdminUser(Base):
     namespace: Mapped[str | None] = mapped_column(String(128), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class AdminToken(Base):
@@ -73,8 +76,8 @@ class AdminToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(80), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class AuditEvent(Base):
@@ -83,7 +86,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(Timestamp)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(256))
     detail: Mapped[str] = mapped_column(Text, default="")
