@@ -31,6 +31,7 @@ run: $(STAMP)
 	$(BIN)/aigw serve --demo
 
 test: $(DEVSTAMP)
+	bash scripts/ensure-services.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

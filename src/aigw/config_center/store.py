@@ -159,7 +159,7 @@ class ConfigStore:
         row = ConfigVersion(
             version=version,
             created_at=datetime.now(UTC),
-            actor=actor,
+            actor=actor[:128],
             action=action[:256],
             document=zlib.compress(orjson.dumps(stored)),
             rolled_back_from=rolled_back_from,

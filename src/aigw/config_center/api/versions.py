@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from aigw.config.diff import diff_documents
@@ -16,6 +16,9 @@ from aigw.config_center.api.common import expected_version, store, tag
 from aigw.config_center.auth import Principal, admin, global_reader, viewer
 
 router = APIRouter(tags=["versions"])
+
+# Versions are BIGINT in every database; larger numbers cannot exist (and overflow drivers).
+MAX_VERSION = 2**62
 
 
 class VersionInfo(BaseModel):
@@ -80,8 +83,8 @@ async def list_versions(
 @router.get("/api/v1/versions/diff", response_model=VersionDiff)
 async def diff_versions(
     request: Request,
-    from_version: int = Query(alias="from", ge=0),
-    to_version: int = Query(alias="to", ge=0),
+    from_version: int = Query(alias="from", ge=0, le=MAX_VERSION),
+    to_version: int = Query(alias="to", ge=0, le=MAX_VERSION),
     principal: Principal = Depends(viewer),
 ) -> VersionDiff:
     global_reader(principal)
@@ -96,7 +99,9 @@ async def diff_versions(
 
 @router.get("/api/v1/versions/{version}")
 async def get_version(
-    version: int, request: Request, principal: Principal = Depends(viewer)
+    request: Request,
+    version: int = Path(ge=0, le=MAX_VERSION),
+    principal: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """A version with its whole document (provider credentials masked)."""
     global_reader(principal)
@@ -106,7 +111,10 @@ async def get_version(
 
 @router.post("/api/v1/versions/{version}/rollback", response_model=VersionInfo)
 async def rollback(
-    version: int, request: Request, response: Response, principal: Principal = Depends(admin)
+    request: Request,
+    response: Response,
+    version: int = Path(ge=0, le=MAX_VERSION),
+    principal: Principal = Depends(admin),
 ) -> VersionInfo:
     """Make an earlier version current again; the rollback is itself a new version."""
     target = await store(request).get(version)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -50,10 +50,40 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-ar
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+# Instances starting together on an empty database would both create the tables (and one fail,
+# on the databases without transactional DDL), so migrations run under a per-database lock.
+_MIGRATION_LOCK_SECONDS = 600
+_PG_MIGRATION_LOCK = 0x61696777  # "aigw"; advisory locks are per database
+_MYSQL_MIGRATION_LOCK = "LEFT(CONCAT('aigw-migrate:', DATABASE()), 64)"  # GET_LOCK is server-wide
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration (idempotent; safe with several instances)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    async with engine.connect() as connection:
+        dialect = connection.dialect.name
+        if dialect == "mysql":
+            # MySQL commits DDL implicitly, so this is a session lock, released below.
+            locked = await connection.scalar(
+                text(f"SELECT GET_LOCK({_MYSQL_MIGRATION_LOCK}, :seconds)"),
+                {"seconds": _MIGRATION_LOCK_SECONDS},
+            )
+            await connection.commit()
+            if locked != 1:
+                raise RuntimeError("timed out waiting for another instance's schema migration")
+        try:
+            if dialect == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            elif dialect == "sqlite":
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, now
+            await connection.run_sync(_upgrade)
+            await connection.commit()
+        finally:
+            if dialect == "mysql":
+                await connection.rollback()
+                await connection.execute(text(f"SELECT RELEASE_LOCK({_MYSQL_MIGRATION_LOCK})"))
+                await connection.commit()
 
 
 def _upgrade(connection: Connection) -> None:
