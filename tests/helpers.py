@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,8 @@ class Process:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # still running (a stopped process's log is complete)
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = 20) -> None:
@@ -118,6 +121,88 @@ def gateway(
         yield f"http://127.0.0.1:{port}"
     finally:
         process.stop()
+
+
+def start_config_center(
+    tmp: Path, port: int, env: dict[str, str], name: str = "config-center"
+) -> Process:
+    """``aigw config-center`` as a real process on ``port``, returned once /readyz answers.
+
+    ``env`` carries its settings (AIGW_DATABASE_URL, AIGW_MASTER_KEY, AIGW_GATEWAY_TOKEN, ...).
+    Each start appends to the same log file, so a restarted process's history stays readable.
+    """
+    args = aigw(
+        "config-center", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp / name)
+    )
+    process = Process(args, _next_log(tmp, name), env)
+    process.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30)
+    return process
+
+
+def start_following_gateway(
+    tmp: Path,
+    port: int,
+    center_url: str,
+    env: dict[str, str],
+    name: str = "gateway",
+    workers: int = 1,
+    wait: str = "/healthz",
+) -> Process:
+    """``aigw gateway --config-center URL`` as a real process; returned once ``wait`` answers
+    below 500 (``/readyz`` waits for a snapshot, ``/healthz`` only for the server)."""
+    args = aigw(
+        "gateway",
+        "--config-center",
+        center_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    )
+    process = Process(args, _next_log(tmp, name), env)
+    process.wait_http(f"http://127.0.0.1:{port}{wait}", timeout=30)
+    return process
+
+
+def _next_log(tmp: Path, name: str) -> Path:
+    for attempt in range(1, 1000):
+        path = tmp / f"{name}-{attempt}.log"
+        if not path.exists():
+            return path
+    raise RuntimeError("too many logs")
+
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+@contextmanager
+def mariadb_database(prefix: str = "aigw_live_") -> Iterator[str]:
+    """A new, empty MariaDB database (as root on 127.0.0.1:3306); yields its URL, then drops it."""
+    import asyncmy
+
+    name = f"{prefix}{secrets.token_hex(6)}"
+
+    async def execute(statement: str) -> None:
+        connection = await asyncmy.connect(**MARIADB, connect_timeout=5)
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(statement)
+        finally:
+            await connection.ensure_closed()
+
+    _run_async(execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield f"mysql://{MARIADB['user']}@{MARIADB['host']}:{MARIADB['port']}/{name}"
+    finally:
+        _run_async(execute(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+def _run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion on its own loop in a thread (callable from async tests)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class ThreadedUpstream:

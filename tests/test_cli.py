@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -22,6 +23,7 @@ def test_every_command_has_help() -> None:
         [],
         ["serve"],
         ["gateway"],
+        ["config-center"],
         ["mock-upstream"],
         ["config", "validate"],
         ["keys", "generate"],
@@ -69,7 +71,7 @@ def test_keys_generate_prints_a_key_and_its_entry() -> None:
 
 
 def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
-    port, mock_port = free_port(), free_port()
+    port, mock_port, center_port = free_port(), free_port(), free_port()
     process = Process(
         aigw(
             "serve",
@@ -78,6 +80,8 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             str(port),
             "--mock-port",
             str(mock_port),
+            "--config-center-port",
+            str(center_port),
             "--workers",
             "1",
             "--data-dir",
@@ -92,6 +96,14 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
         key = re.search(r"demo API key\s+(sk-aigw-\S+)", banner)
         assert key is not None, banner
         assert "curl " in banner and "from openai import OpenAI" in banner
+        # The gateway follows the config center that `serve` started, into which the demo
+        # configuration was imported; the banner says where it is and how to administer it.
+        assert f"config center  http://127.0.0.1:{center_port}" in banner
+        admin_token = re.search(r"admin token\s+(\S+)", banner)
+        assert admin_token is not None, banner
+        assert (tmp_path / "data" / "admin-token").read_text().strip() == admin_token.group(1)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["config_center_version"] == 1
         with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key.group(1)) as client:
             reply = client.chat.completions.create(
                 model="demo-chat", messages=[{"role": "user", "content": "Hello"}]
@@ -103,6 +115,26 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
         assert oct((tmp_path / "data" / "demo-key").stat().st_mode & 0o777) == "0o600"
     finally:
         assert process.stop() is not None
-    # The mock child process went away with the gateway.
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", mock_port), timeout=2).close()
+    # The mock and config center child processes went away with the gateway.
+    for child_port in (mock_port, center_port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", child_port), timeout=2).close()
+
+
+def test_gateway_takes_a_file_or_a_config_center_and_the_secrets_to_follow_it(
+    tmp_path: Path,
+) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(aigw(*args), capture_output=True, text=True, timeout=60, env=env)
+
+    neither = run("gateway")
+    assert neither.returncode == 2 and "exactly one of --config FILE" in neither.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    both = run("gateway", "--config", str(config), "--config-center", "http://127.0.0.1:1")
+    assert both.returncode == 2 and "exactly one of" in both.stderr
+    no_secrets = run("gateway", "--config-center", "http://127.0.0.1:1")
+    assert no_secrets.returncode == 2
+    assert "AIGW_GATEWAY_TOKEN and AIGW_MASTER_KEY" in no_secrets.stderr

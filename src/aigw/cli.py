@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from aigw import __version__
+from aigw.cli_config import config_export, config_import
 from aigw.config.loader import ConfigError, load_config_file
 from aigw.config.schema import Config
+from aigw.config_center.cli import admin
+
+if TYPE_CHECKING:
+    from aigw.config_center.settings import CenterSettings
 
 DEFAULT_GATEWAY_PORT = 8080
+DEFAULT_CENTER_PORT = 8001
 DEFAULT_MOCK_PORT = 8090
+ADMIN_TOKEN_FILE = "admin-token"
+GATEWAY_TOKEN_FILE = "gateway-token"
 
 
 def _workers_default() -> int:
@@ -61,21 +71,24 @@ def main() -> None:
     """aigw: a self-hosted AI gateway in front of OpenAI and Claude."""
 
 
-@main.command()
-@config_option
-@click.option("--demo", is_flag=True, help="Serve the offline demo (mock provider, demo key).")
-@host_option
-@port_option
-@workers_option
-@click.option(
+data_dir_option = click.option(
     "--data-dir",
     envvar="AIGW_DATA_DIR",
     default=".aigw",
     show_default=True,
     show_envvar=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where aigw keeps its state (the demo key and configuration).",
+    help="Where aigw keeps its state (database, keys, tokens, demo configuration, snapshot cache).",
 )
+
+
+@main.command()
+@config_option
+@click.option("--demo", is_flag=True, help="Serve the offline demo (mock provider, demo key).")
+@host_option
+@port_option
+@workers_option
+@data_dir_option
 @click.option(
     "--mock-port",
     envvar="AIGW_MOCK_PORT",
@@ -85,6 +98,15 @@ def main() -> None:
     type=click.IntRange(1, 65535),
     help="Port of the demo's mock provider.",
 )
+@click.option(
+    "--config-center-port",
+    envvar="AIGW_CONFIG_CENTER_PORT",
+    default=DEFAULT_CENTER_PORT,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the config center (on 127.0.0.1).",
+)
 def serve(
     config_path: Path | None,
     demo: bool,
@@ -93,45 +115,201 @@ def serve(
     workers: int,
     data_dir: Path,
     mock_port: int,
+    config_center_port: int,
 ) -> None:
-    """Run every component in one deployment (today: the gateway on port 8080)."""
+    """Run every component in one deployment: the config center and the gateway following it.
+
+    With --config FILE or --demo, that document is imported into the config center first (as a
+    new version, only when it differs from the current one). With neither, the gateway serves
+    whatever the config center already holds.
+    """
     from aigw.server import processes
 
-    if demo == (config_path is not None):
-        raise click.UsageError("give exactly one of --config FILE or --demo")
-    if not demo:
-        assert config_path is not None
-        _check_config(config_path)
-        processes.run_gateway(config_path, host or "0.0.0.0", port, workers)
-        return
-
-    from aigw.config.demo import demo_key, write_demo_config
-
-    host = host or "127.0.0.1"
-    key = demo_key(data_dir)
-    mock = processes.start_mock_upstream("127.0.0.1", mock_port)
+    if demo and config_path is not None:
+        raise click.UsageError("give at most one of --config FILE or --demo")
+    data_dir = data_dir.resolve()
+    settings = _embedded_center_settings(data_dir)
+    center_url = f"http://127.0.0.1:{config_center_port}"
+    mock = None
     try:
-        config_path = write_demo_config(data_dir, f"http://127.0.0.1:{mock_port}", key)
-        _check_config(config_path)
-        _print_demo_banner(host, port, key, config_path, mock_port)
-        processes.run_gateway(config_path, host, port, workers)
+        key = None
+        if demo:
+            from aigw.config.demo import demo_key, write_demo_config
+
+            host = host or "127.0.0.1"
+            key = demo_key(data_dir)
+            mock = processes.start_mock_upstream("127.0.0.1", mock_port)
+            config_path = write_demo_config(data_dir, f"http://127.0.0.1:{mock_port}", key)
+        if config_path is not None:
+            loaded = _check_config(config_path)
+            actor = "demo" if demo else f"file:{config_path.resolve()}"
+            _import_configuration(settings, loaded, actor[:128], str(config_path))
+        try:
+            center = processes.start_config_center(
+                "127.0.0.1", config_center_port, data_dir, processes.center_env(settings)
+            )
+        except RuntimeError as exc:
+            raise click.ClickException(f"the config center did not start: {exc}") from None
+        try:
+            host = host or "0.0.0.0"
+            if key is not None:
+                assert config_path is not None and settings.admin_token is not None
+                _print_demo_banner(
+                    host, port, key, config_path, mock_port, center_url, settings.admin_token
+                )
+            else:
+                where = (
+                    "AIGW_ADMIN_TOKEN"
+                    if os.environ.get("AIGW_ADMIN_TOKEN")
+                    else str(data_dir / ADMIN_TOKEN_FILE)
+                )
+                click.echo(
+                    f"aigw {__version__}: gateway on {host}:{port}, config center on {center_url} "
+                    f"(admin token: {where})"
+                )
+            processes.run_gateway(
+                None,
+                host,
+                port,
+                workers,
+                config_center=center_url,
+                follower_env=_follower_env(settings.gateway_token, settings.master_key, data_dir),
+            )
+        finally:
+            processes.stop(center)
     finally:
-        processes.stop(mock)
+        if mock is not None:
+            processes.stop(mock)
 
 
 @main.command()
 @config_option
+@click.option(
+    "--config-center",
+    "config_center",
+    envvar="AIGW_CONFIG_CENTER",
+    show_envvar=True,
+    help="URL of the config center to follow, instead of --config. Needs AIGW_GATEWAY_TOKEN and "
+    "AIGW_MASTER_KEY in the environment.",
+)
+@click.option(
+    "--snapshot-cache",
+    envvar="AIGW_SNAPSHOT_CACHE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --config-center: the last good configuration, served while the config center is "
+    "down [default: <AIGW_DATA_DIR or .aigw>/gateway-snapshot.json].",
+)
 @host_option
 @port_option
 @workers_option
-def gateway(config_path: Path | None, host: str | None, port: int, workers: int) -> None:
-    """Run the gateway (data plane) alone."""
+def gateway(
+    config_path: Path | None,
+    config_center: str | None,
+    snapshot_cache: Path | None,
+    host: str | None,
+    port: int,
+    workers: int,
+) -> None:
+    """Run the gateway (data plane) alone, from a file or following a config center."""
     from aigw.server import processes
 
-    if config_path is None:
-        raise click.UsageError("--config FILE (or AIGW_CONFIG) is required")
-    _check_config(config_path)
-    processes.run_gateway(config_path, host or "0.0.0.0", port, workers)
+    if (config_path is None) == (config_center is None):
+        raise click.UsageError(
+            "give exactly one of --config FILE (AIGW_CONFIG) or --config-center URL "
+            "(AIGW_CONFIG_CENTER)"
+        )
+    if config_path is not None:
+        _check_config(config_path)
+        processes.run_gateway(config_path, host or "0.0.0.0", port, workers)
+        return
+    assert config_center is not None
+    if not config_center.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http:// or https:// URL", param_hint="--config-center")
+    missing = [n for n in ("AIGW_GATEWAY_TOKEN", "AIGW_MASTER_KEY") if not os.environ.get(n)]
+    if missing:
+        raise click.UsageError(f"--config-center needs {' and '.join(missing)} in the environment")
+    env = _follower_env(
+        os.environ["AIGW_GATEWAY_TOKEN"],
+        os.environ["AIGW_MASTER_KEY"],
+        Path(os.environ.get("AIGW_DATA_DIR") or ".aigw"),
+        snapshot_cache,
+    )
+    processes.run_gateway(
+        None, host or "0.0.0.0", port, workers, config_center=config_center, follower_env=env
+    )
+
+
+@main.command("config-center")
+@click.option(
+    "--host",
+    envvar="AIGW_CONFIG_CENTER_HOST",
+    default="0.0.0.0",
+    show_default=True,
+    show_envvar=True,
+    help="Bind address.",
+)
+@click.option(
+    "--port",
+    envvar="AIGW_CONFIG_CENTER_PORT",
+    default=DEFAULT_CENTER_PORT,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 65535),
+    help="Config center port.",
+)
+@click.option(
+    "--database-url",
+    envvar="AIGW_DATABASE_URL",
+    show_envvar=True,
+    default=None,
+    help="sqlite:///path, mysql://user:pass@host/db (MariaDB too) or postgresql://user@host/db "
+    "[default: SQLite file aigw.db in the data dir].",
+)
+@data_dir_option
+@click.option(
+    "--workers",
+    envvar="AIGW_CONFIG_CENTER_WORKERS",
+    default=1,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 64),
+    help="Config center worker processes.",
+)
+def config_center(
+    host: str, port: int, database_url: str | None, data_dir: Path, workers: int
+) -> None:
+    """Run the config center (control plane): versioned configuration, admin API, gateway feed.
+
+    Secrets come from the environment: AIGW_MASTER_KEY encrypts provider credentials (else one
+    is kept in the data dir), AIGW_ADMIN_TOKEN is the bootstrap admin's bearer token,
+    AIGW_GATEWAY_TOKEN the one gateways follow with. AIGW_REDIS_URL, when set, tells other
+    config center instances of each change at once.
+    """
+    from aigw.config.secrets import master_key_from
+    from aigw.config_center.db.engine import async_url
+    from aigw.config_center.settings import CenterSettings, default_database_url
+    from aigw.server import processes
+
+    url = database_url or default_database_url(data_dir)
+    try:
+        async_url(url)
+    except Exception as exc:
+        raise click.BadParameter(str(exc), param_hint="--database-url") from None
+    settings = CenterSettings(
+        database_url=url,
+        master_key=master_key_from(os.environ, data_dir),
+        data_dir=data_dir,
+        admin_token=os.environ.get("AIGW_ADMIN_TOKEN") or None,
+        gateway_token=os.environ.get("AIGW_GATEWAY_TOKEN") or None,
+        redis_url=os.environ.get("AIGW_REDIS_URL") or None,
+    )
+    if settings.gateway_token is None:
+        click.echo("warning: AIGW_GATEWAY_TOKEN is not set, so no gateway can follow", err=True)
+    try:
+        processes.run_config_center(settings, host, port, workers)
+    except processes.DatabaseUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("mock-upstream")
@@ -180,6 +358,11 @@ def config_validate(path: Path) -> None:
     )
 
 
+config.add_command(config_export)
+config.add_command(config_import)
+main.add_command(admin)
+
+
 @main.group()
 def keys() -> None:
     """Make caller API keys."""
@@ -216,13 +399,100 @@ def _check_config(path: Path) -> Config:
         sys.exit(2)
 
 
-def _print_demo_banner(host: str, port: int, key: str, config_path: Path, mock_port: int) -> None:
+def _kept_secret(data_dir: Path, name: str) -> str:
+    """A random token made once per data directory and kept there (mode 0600)."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def _embedded_center_settings(data_dir: Path) -> CenterSettings:
+    """The all-in-one config center's settings: the environment's, else kept in ``data_dir``."""
+    from aigw.config.secrets import master_key_from
+    from aigw.config_center.settings import CenterSettings, default_database_url
+
+    env = os.environ
+    return CenterSettings(
+        database_url=env.get("AIGW_DATABASE_URL") or default_database_url(data_dir),
+        master_key=master_key_from(env, data_dir),
+        data_dir=data_dir,
+        admin_token=env.get("AIGW_ADMIN_TOKEN") or _kept_secret(data_dir, ADMIN_TOKEN_FILE),
+        gateway_token=env.get("AIGW_GATEWAY_TOKEN") or _kept_secret(data_dir, GATEWAY_TOKEN_FILE),
+        redis_url=env.get("AIGW_REDIS_URL") or None,
+    )
+
+
+def _follower_env(
+    token: str | None, master_key: str, data_dir: Path, cache: Path | None = None
+) -> dict[str, str]:
+    from aigw.gateway.core.config_sync import CACHE_FILE
+
+    assert token
+    return {
+        "AIGW_GATEWAY_TOKEN": token,
+        "AIGW_MASTER_KEY": master_key,
+        "AIGW_SNAPSHOT_CACHE": str((cache or data_dir / CACHE_FILE).resolve()),
+    }
+
+
+def _import_configuration(
+    settings: CenterSettings, config: Config, actor: str, source: str
+) -> None:
+    """Store ``config`` as the config center's next version unless the head already equals it."""
+    import asyncio
+
+    from aigw.config.schema import canonical_document
+    from aigw.config.secrets import SecretBox, SecretError
+    from aigw.config_center.db.engine import make_engine, migrate, sessions
+    from aigw.config_center.store import ConfigStore
+
+    async def run() -> tuple[int, bool]:
+        engine = make_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            store = ConfigStore(sessions(engine), SecretBox(settings.master_key))
+            head = await store.head()
+            document = canonical_document(config)
+            if head.version and store.box.decrypt_document(head.document) == document:
+                return head.version, False
+            stored = await store.replace(document, actor=actor, action=f"import {source}")
+            return stored.version, True
+        finally:
+            await engine.dispose()
+
+    try:
+        version, changed = asyncio.run(run())
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the database cannot be reached or written
+        message = f"cannot import {source} into the config center: {exc}"
+        raise click.ClickException(message) from None
+    if changed:
+        click.echo(f"imported {source} into the config center as version {version}")
+
+
+def _print_demo_banner(
+    host: str,
+    port: int,
+    key: str,
+    config_path: Path,
+    mock_port: int,
+    center_url: str,
+    admin_token: str,
+) -> None:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}/v1"
     click.echo(
         f"""
 aigw {__version__} demo: gateway on {base}, mock provider on 127.0.0.1:{mock_port}
-  configuration  {config_path}
+  configuration  {config_path} (imported into the config center)
+  config center  {center_url}  (admin API under /api/v1)
+  admin token    {admin_token}
   demo API key   {key}
   models         mock-gpt-4o-mini (alias demo-chat), gpt-4o-mini, mock-embedding, ...
 

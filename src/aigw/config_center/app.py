@@ -16,8 +16,10 @@ from fastapi.responses import JSONResponse
 from aigw import __version__
 from aigw.config.loader import ConfigError
 from aigw.config.secrets import SecretBox
+from aigw.config_center.api.usage import setup_realtime
 from aigw.config_center.db.engine import make_engine, migrate, sessions
 from aigw.config_center.errors import ApiError
+from aigw.config_center.feed import VersionFeed
 from aigw.config_center.settings import CenterSettings
 from aigw.config_center.store import ConfigStore, VersionConflict, VersionNotFound
 from aigw.config_center.users import UserService
@@ -33,9 +35,14 @@ def create_app(settings: CenterSettings) -> FastAPI:
         app.state.engine = engine
         app.state.store = ConfigStore(maker, SecretBox(settings.master_key))
         app.state.users = UserService(maker, settings.session_ttl_seconds)
+        realtime = setup_realtime(app, settings)
+        app.state.feed = VersionFeed(app.state.store, settings.redis_url)
+        await app.state.feed.start()
         try:
             yield
         finally:
+            await app.state.feed.stop()
+            await realtime.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -59,6 +66,7 @@ def _add_routes(app: FastAPI) -> None:
         namespaces,
         prices,
         providers,
+        usage,
         users,
         versions,
     )
@@ -73,6 +81,7 @@ def _add_routes(app: FastAPI) -> None:
         models,
         prices,
         versions,
+        usage,
         feed,
     ):
         app.include_router(module.router)

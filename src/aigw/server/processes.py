@@ -1,4 +1,5 @@
-"""Start and stop the processes of a deployment: granian gateway workers and helper children."""
+"""Start and stop the processes of a deployment: granian servers (the gateway, the config center)
+and helper children."""
 
 from __future__ import annotations
 
@@ -7,19 +8,205 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from aigw.config_center.settings import CenterSettings
+from aigw.gateway.core.config_sync import CENTER_ENV
 from aigw.gateway.core.init import CONFIG_ENV
 
 
-def run_gateway(config: Path, host: str, port: int, workers: int) -> None:
-    """Serve the gateway with granian until SIGINT/SIGTERM (blocking)."""
+def run_gateway(
+    config: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    config_center: str | None = None,
+    follower_env: Mapping[str, str] | None = None,
+) -> None:
+    """Serve the gateway with granian until SIGINT/SIGTERM (blocking).
+
+    It serves the static file ``config``, or follows ``config_center`` with ``follower_env``
+    (``AIGW_GATEWAY_TOKEN``, ``AIGW_MASTER_KEY``, ``AIGW_SNAPSHOT_CACHE``) set for its workers.
+    """
+    if (config is None) == (config_center is None):
+        raise ValueError("give exactly one of config or config_center")
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        os.environ.pop(CENTER_ENV, None)
+    else:
+        assert config_center is not None
+        os.environ[CENTER_ENV] = config_center
+        os.environ.pop(CONFIG_ENV, None)
+        os.environ.update(follower_env or {})
+    _serve("aigw.gateway.core.init:create_app", host, port, workers)
+
+
+# Seconds a stopping config center worker gets to finish its requests before it is killed.
+CENTER_STOP_GRACE = 10
+
+
+class DatabaseUnavailable(Exception):
+    """The config center's database cannot be reached or migrated."""
+
+
+def run_config_center(settings: CenterSettings, host: str, port: int, workers: int) -> None:
+    """Serve the config center with granian until SIGINT/SIGTERM (blocking).
+
+    Migrations run here once, so a bad database URL fails before any worker starts and the
+    workers' own (idempotent) migration finds nothing to do.
+    """
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from aigw.config_center.db.engine import make_engine, migrate
+
+    async def prepare() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(prepare())
+    except Exception as exc:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"cannot prepare the database {shown}: {exc}") from exc
+    os.environ.update(center_env(settings))
+    # Past this, a worker that has not stopped (an admin request that hangs) is killed.
+    _serve(
+        "aigw.server.processes:create_config_center_app",
+        host,
+        port,
+        workers,
+        kill_timeout=CENTER_STOP_GRACE,
+    )
+
+
+def create_config_center_app() -> Any:
+    """The config center's ASGI application for one worker process (settings from the env)."""
+    import logging
+
+    from aigw.config_center.app import create_app
+
+    logging.basicConfig(
+        level=os.environ.get("AIGW_LOG_LEVEL", "INFO").upper(), format="%(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = create_app(center_settings_from_env(os.environ))
+    _release_long_polls_on_stop(app)
+    return app
+
+
+def _release_long_polls_on_stop(app: Any) -> None:
+    """Answer the gateways' pending long-polls as soon as this worker is told to stop.
+
+    granian lets in-flight requests finish before it stops a worker, and a long-poll is in
+    flight for up to 30 s, so a config center with gateways attached would take that long to
+    stop. granian has no public hook for its stop signal: its worker installs the SIGINT/SIGTERM
+    handlers with ``granian._signals.set_loop_signals`` (called after this factory, in the same
+    process), so that function is wrapped to install handlers that release the waiters first and
+    then set granian's stop signal, as its own handlers do. Should a granian release change
+    that, nothing breaks: stopping just takes up to CENTER_STOP_GRACE again.
+    """
+    import signal
+
+    try:
+        from granian import _signals
+    except ImportError:  # pragma: no cover
+        return
+    original = getattr(_signals, "set_loop_signals", None)
+    if original is None or getattr(original, "_aigw_wrapped", False):
+        return
+
+    def set_loop_signals(loop: Any) -> Any:
+        stop_signal = original(loop)
+
+        def handler() -> None:
+            feed = getattr(app.state, "feed", None)
+            if feed is not None:
+                feed.drain()
+            stop_signal.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, handler)
+            except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows: keep granian's
+                pass
+        return stop_signal
+
+    set_loop_signals._aigw_wrapped = True  # type: ignore[attr-defined]
+    _signals.set_loop_signals = set_loop_signals
+
+
+def center_settings_from_env(env: Mapping[str, str]) -> CenterSettings:
+    from aigw.config.secrets import master_key_from
+    from aigw.config_center.settings import default_database_url
+
+    data_dir = Path(env.get("AIGW_DATA_DIR") or ".aigw")
+    return CenterSettings(
+        database_url=env.get("AIGW_DATABASE_URL") or default_database_url(data_dir),
+        master_key=master_key_from(env, data_dir),
+        data_dir=data_dir,
+        admin_token=env.get("AIGW_ADMIN_TOKEN") or None,
+        gateway_token=env.get("AIGW_GATEWAY_TOKEN") or None,
+        redis_url=env.get("AIGW_REDIS_URL") or None,
+    )
+
+
+def center_env(settings: CenterSettings) -> dict[str, str]:
+    env = {
+        "AIGW_DATABASE_URL": settings.database_url,
+        "AIGW_MASTER_KEY": settings.master_key,
+        "AIGW_DATA_DIR": str(settings.data_dir),
+    }
+    for name, value in (
+        ("AIGW_ADMIN_TOKEN", settings.admin_token),
+        ("AIGW_GATEWAY_TOKEN", settings.gateway_token),
+        ("AIGW_REDIS_URL", settings.redis_url),
+    ):
+        if value:
+            env[name] = value
+    return env
+
+
+def start_config_center(
+    host: str, port: int, data_dir: Path, env: Mapping[str, str], timeout: float = 30
+) -> subprocess.Popen[bytes]:
+    """``aigw config-center`` as a child process, returned once it answers /readyz."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aigw",
+            "config-center",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            "1",
+        ],
+        env={**os.environ, **env},
+    )
+    wait_for_http(f"http://{host}:{port}/readyz", process, timeout)
+    return process
+
+
+def _serve(
+    target: str, host: str, port: int, workers: int, kill_timeout: int | None = None
+) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    os.environ[CONFIG_ENV] = str(config.resolve())
     Granian(
-        "aigw.gateway.core.init:create_app",
+        target,
         factory=True,
         address=host,
         port=port,
@@ -28,6 +215,7 @@ def run_gateway(config: Path, host: str, port: int, workers: int) -> None:
         loop=Loops.uvloop if _has_uvloop() else Loops.asyncio,
         log_access=False,  # aigw writes its own structured access log
         respawn_failed_workers=True,
+        workers_kill_timeout=kill_timeout,
     ).serve()
 
 
@@ -55,6 +243,27 @@ def wait_for_port(
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until ``url`` answers 200 (the process's lifespan startup is done)."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with status {process.returncode} before serving")
+        try:
+            with opener.open(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 5) -> None:

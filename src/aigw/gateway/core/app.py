@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -42,8 +42,12 @@ from aigw.gateway.core.http import (
     send_response,
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
+from aigw.gateway.monitoring.realtime import close_default_recorder
 from aigw.gateway.routing.router import choose_target, resolve_model
 from aigw.gateway.routing.upstream import UpstreamClient
+
+if TYPE_CHECKING:
+    from aigw.gateway.core.config_sync import ConfigFollower
 
 log = logging.getLogger("aigw.gateway")
 
@@ -58,6 +62,9 @@ class GatewayApp:
     def __init__(self, snapshot: Snapshot | None, upstream: UpstreamClient | None = None) -> None:
         self.snapshot = snapshot
         self.upstream = upstream or UpstreamClient()
+        # Set when the snapshot comes from the config center (config_sync.ConfigFollower).
+        self.config_center_version: int | None = None
+        self.follower: ConfigFollower | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -71,8 +78,13 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.upstream.start()
+                if self.follower is not None:
+                    await self.follower.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.follower is not None:
+                    await self.follower.stop()
+                await close_default_recorder()  # the last second of usage counts
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -176,6 +188,8 @@ class GatewayApp:
             body: Any = {"status": "ok", "version": __version__}
         elif path == "/readyz":
             body = {"status": "ready", "config_version": self._ready_snapshot().version}
+            if self.config_center_version is not None:
+                body["config_center_version"] = self.config_center_version
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             snapshot = self._ready_snapshot()
             key = match_namespace(scope, snapshot)

@@ -1,8 +1,9 @@
 """Observe every finished request: the seed's monitoring/metrics step.
 
-For now each request becomes one structured JSON access-log line on the ``aigw.access`` logger
-(the key's non-secret prefix, never the key). Prometheus counters and the Redis realtime series
-hang off this same call.
+Each request becomes one structured JSON access-log line on the ``aigw.access`` logger (the key's
+non-secret prefix, never the key) and is added to this worker's realtime usage counters
+(``realtime.py``: an O(1) in-memory update, flushed to Redis or the config center every second
+off the request path). Prometheus counters hang off this same call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field, fields
 
 import orjson
 
+from aigw.gateway.monitoring import realtime
+
+log = logging.getLogger("aigw.gateway.metrics")
 access_log = logging.getLogger("aigw.access")
 
 
@@ -30,6 +34,9 @@ class RequestRecord:
     stream: bool = False
     error_type: str | None = None
     duration_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
     timestamp: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -37,6 +44,13 @@ class RequestRecord:
 def record_request(record: RequestRecord) -> None:
     """Called once per request after its response has been sent (or has failed)."""
     record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
+    usage = realtime.recorder
+    if usage is None:
+        usage = realtime.default_recorder()
+    try:
+        usage.record(record)
+    except Exception:  # never let accounting fail a request
+        log.exception("usage: cannot record request %s", record.request_id)
     if access_log.isEnabledFor(logging.INFO):
         line = {name: getattr(record, name) for name in _LOGGED_FIELDS}
         access_log.info(orjson.dumps(line).decode())

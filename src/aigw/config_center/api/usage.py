@@ -1,0 +1,210 @@
+"""Realtime usage: gateways write it, the dashboard reads it.
+
+- ``POST /internal/v1/usage`` (gateway token, like the config feed): a gateway worker's batch of
+  counters ``{"items": [{"minute", "dimension", "name", <counters>}]}``, added to the realtime
+  store. Gateways configured with ``AIGW_REDIS_URL`` write to Redis directly instead.
+- ``GET /api/v1/usage/series`` and ``GET /api/v1/usage/top`` (viewer): per-minute or per-day
+  series of one namespace or model, and the busiest namespaces or models of the last minutes.
+  A namespace admin may only read ``dimension=namespace&name=<its namespace>``.
+
+The store is ``app.state.realtime`` (:func:`setup_realtime`): Redis when the config center has
+``AIGW_REDIS_URL``, else in process (one worker only: each worker would hold its own counters).
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aigw.config_center.auth import Principal, viewer
+from aigw.config_center.errors import ApiError, Forbidden, Unauthenticated
+from aigw.config_center.settings import CenterSettings
+from aigw.state.realtime import (
+    COUNTERS,
+    MAX_MINUTE_BUCKETS,
+    STEP,
+    MemoryRealtimeStore,
+    RealtimeStore,
+    RedisRealtimeStore,
+    SeriesPoint,
+    UsageBatch,
+    UsageCounters,
+)
+
+MAX_ITEMS = 10_000
+"""Entries in one POST (gateways send at most 5,000 at a time)."""
+DEFAULT_BUCKETS = {"minute": 60, "day": 30}
+"""Buckets a series covers when the range is not given: the last hour, or the last 30 days."""
+COUNTER_MAX = 2**63 - 1  # Redis HINCRBY works on signed 64-bit integers
+
+
+class InvalidQuery(ApiError):
+    status = 422
+    type = "invalid_request"
+
+
+def setup_realtime(app: FastAPI, settings: CenterSettings) -> RealtimeStore:
+    """The realtime store of this config center, as ``app.state.realtime``."""
+    store: RealtimeStore
+    if settings.redis_url:
+        store = RedisRealtimeStore(settings.redis_url)
+    else:
+        store = MemoryRealtimeStore()
+    app.state.realtime = store
+    return store
+
+
+def _store(request: Request) -> RealtimeStore:
+    return request.app.state.realtime  # type: ignore[no-any-return]
+
+
+async def gateway(request: Request) -> None:
+    """Only callers presenting ``Authorization: Bearer <gateway token>`` get through."""
+    expected = request.app.state.settings.gateway_token
+    if not expected:
+        raise Unauthenticated("this config center has no gateway token: set AIGW_GATEWAY_TOKEN")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        raise Unauthenticated("invalid gateway token")
+
+
+router = APIRouter(tags=["usage"])
+
+
+# -- written by gateways ------------------------------------------------------------------------
+
+Counter = Annotated[int, Field(ge=0, le=COUNTER_MAX)]
+
+
+class UsageItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minute: int = Field(ge=0, description="Unix seconds of the minute's start (UTC).")
+    dimension: Literal["namespace", "model"]
+    name: str = Field(min_length=1, max_length=256)
+    requests: Counter = 0
+    errors: Counter = 0
+    prompt_tokens: Counter = 0
+    completion_tokens: Counter = 0
+    cost_micro_usd: Counter = 0
+    latency_ms_total: Counter = 0
+
+    @field_validator("minute")
+    @classmethod
+    def _minute_start(cls, value: int) -> int:
+        if value % 60:
+            raise ValueError("must be the start of a minute (a multiple of 60)")
+        return value
+
+
+class UsagePost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[UsageItem] = Field(max_length=MAX_ITEMS)
+
+
+@router.post("/internal/v1/usage", dependencies=[Depends(gateway)], tags=["gateway feed"])
+async def add_usage(request: Request, body: UsagePost) -> dict[str, int]:
+    """Add a gateway worker's counters to the realtime store."""
+    batch = UsageBatch()
+    for item in body.items:
+        counters = UsageCounters(*(getattr(item, c) for c in COUNTERS))
+        batch.add(item.minute, item.dimension, item.name, counters)
+    await _store(request).add(batch)
+    return {"accepted": len(body.items)}
+
+
+# -- read by the dashboard ------------------------------------------------------------------------
+
+
+def _readable(principal: Principal, dimension: str, name: str | None) -> None:
+    if principal.role != "namespace_admin":
+        return
+    if dimension != "namespace" or name is None or not principal.can_read(name):
+        raise Forbidden("namespace admins can only read the usage of their own namespace")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _range(
+    resolution: str, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """The range asked for; by default the last 60 minutes / 30 days, the current one included."""
+    span = timedelta(seconds=STEP[resolution] * DEFAULT_BUCKETS[resolution])
+    if start is not None and end is None:
+        return _utc(start), _utc(start) + span
+    if end is None:
+        step = STEP[resolution]
+        now = int(datetime.now(UTC).timestamp())
+        end = datetime.fromtimestamp(now - now % step + step, UTC)
+    end = _utc(end)
+    return (_utc(start) if start is not None else end - span), end
+
+
+def _point(point: SeriesPoint) -> dict[str, Any]:
+    return {"time": point.time.isoformat().replace("+00:00", "Z"), **point.counters.as_dict()}
+
+
+@router.get("/api/v1/usage/series")
+async def series(
+    request: Request,
+    dimension: Literal["namespace", "model"] = Query(..., description="namespace or model"),
+    name: str = Query(..., min_length=1, max_length=256),
+    resolution: Literal["minute", "day"] = Query("minute"),
+    start: datetime | None = Query(
+        None, description="ISO 8601 (UTC if no offset); default: end minus 60 minutes / 30 days"
+    ),
+    end: datetime | None = Query(
+        None, description="Exclusive; default: the end of the current minute / day"
+    ),
+    principal: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """One point per minute (at most 1,440) or per UTC day (at most 400), zero-filled."""
+    _readable(principal, dimension, name)
+    try:
+        start, end = _range(resolution, start, end)
+        points = await _store(request).series(dimension, name, resolution, start, end)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidQuery(str(exc)) from None
+    total = UsageCounters()
+    for point in points:
+        total.add(point.counters)
+    return {
+        "dimension": dimension,
+        "name": name,
+        "resolution": resolution,
+        "step_seconds": STEP[resolution],
+        "start": _point(points[0])["time"] if points else None,
+        "end": end.isoformat().replace("+00:00", "Z"),
+        "total": total.as_dict(),
+        "points": [_point(p) for p in points],
+    }
+
+
+@router.get("/api/v1/usage/top")
+async def top(
+    request: Request,
+    dimension: Literal["namespace", "model"] = Query(..., description="namespace or model"),
+    minutes: int = Query(60, ge=1, le=MAX_MINUTE_BUCKETS, description="The last N minutes."),
+    limit: int = Query(10, ge=1, le=100),
+    principal: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """The busiest namespaces or models (by requests) in the last ``minutes`` minutes."""
+    _readable(principal, dimension, None)
+    try:
+        entries = await _store(request).top(dimension, minutes, limit)
+    except ValueError as exc:
+        raise InvalidQuery(str(exc)) from None
+    return {
+        "dimension": dimension,
+        "minutes": minutes,
+        "items": [{"name": e.name, **e.counters.as_dict()} for e in entries],
+    }

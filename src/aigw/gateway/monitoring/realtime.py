@@ -1,0 +1,386 @@
+"""Usage counters of one gateway worker, flushed off the request path into the realtime store.
+
+``record_request`` (``metrics.py``) hands every finished request to :meth:`UsageRecorder.record`:
+a synchronous O(1) update of an in-memory :class:`UsageBatch` (two entries: the request's
+namespace and its model, in the minute it finished). A background task, started lazily on the
+first record, flushes the batch every second to a sink:
+
+- :class:`RedisSink` when ``AIGW_REDIS_URL`` is set: one pipelined round trip to Redis;
+- :class:`HttpSink` when ``AIGW_CONFIG_CENTER`` is set: ``POST /internal/v1/usage`` to the config
+  center with ``Authorization: Bearer $AIGW_GATEWAY_TOKEN``;
+- otherwise nothing reads the counters, so nothing is kept (:class:`NullRecorder`).
+
+Requests without a namespace (refused before a key matched, health checks) are not counted here;
+the access log and Prometheus still see them.
+
+Never drop: a failed flush merges its batch back and is retried on the next tick, with a backoff
+doubling up to ``max_backoff``; the failure is logged once per outage and the recovery once.
+Delivery is at-least-once (a flush whose answer is lost may be counted twice).
+
+Memory bound: the batch has one entry per (minute, dimension, name), so during an outage it grows
+by (active namespaces + active models) entries a minute, about 300 bytes each, whatever the
+request rate. Above ``max_entries`` (default 50,000, ~15 MB) it is compacted: entries whose minute
+bucket has expired (older than 48 h) fold into their day, then entries older than the current
+minute fold into their hour. Counters are never lost by compaction, only minute resolution.
+After compaction the batch holds at most ``names x (48 + days of outage)`` entries.
+
+``await recorder.close()`` stops the task and makes a last flush (bounded by a timeout); the
+gateway calls :func:`close_default_recorder` on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from aigw.state.realtime import (
+    DEFAULT_PREFIX,
+    RedisRealtimeStore,
+    UsageBatch,
+    UsageCounters,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from aigw.gateway.monitoring.metrics import RequestRecord
+
+log = logging.getLogger("aigw.gateway.usage")
+
+REDIS_URL_ENV = "AIGW_REDIS_URL"
+CENTER_ENV = "AIGW_CONFIG_CENTER"
+TOKEN_ENV = "AIGW_GATEWAY_TOKEN"
+USAGE_PATH = "/internal/v1/usage"
+
+
+class UsageSink(Protocol):
+    async def send(self, batch: UsageBatch) -> None:
+        """Deliver the whole batch or raise (:class:`DeliveryError` when only part was)."""
+
+    async def close(self) -> None: ...
+
+
+class DeliveryError(Exception):
+    """Part of a batch was delivered; ``undelivered`` is the rest."""
+
+    def __init__(self, message: str, undelivered: UsageBatch) -> None:
+        super().__init__(message)
+        self.undelivered = undelivered
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisSink:
+    def __init__(self, store: RedisRealtimeStore) -> None:
+        self.store = store
+
+    async def send(self, batch: UsageBatch) -> None:
+        await self.store.add(batch)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def __str__(self) -> str:
+        return f"Redis {_redact(self.store.url)}"
+
+
+class HttpSink:
+    """POSTs the batch to the config center, in chunks of at most ``chunk_size`` entries."""
+
+    def __init__(
+        self, center_url: str, token: str, *, timeout: float = 5.0, chunk_size: int = 5000
+    ) -> None:
+        self.url = center_url.rstrip("/") + USAGE_PATH
+        self._token = token
+        self._timeout = timeout
+        self.chunk_size = chunk_size
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "Content-Type": "application/json",
+                },
+            )
+            self._loop = loop
+        return self._session
+
+    async def send(self, batch: UsageBatch) -> None:
+        session = self._client()
+        chunks = list(batch.chunks(self.chunk_size))
+        for index, chunk in enumerate(chunks):
+            try:
+                body = orjson.dumps({"items": chunk.to_items()})
+                async with session.post(self.url, data=body) as response:
+                    if response.status >= 300:
+                        text = (await response.text())[:200]
+                        raise RuntimeError(f"{self.url} answered {response.status}: {text}")
+            except Exception as exc:
+                if index == 0:
+                    raise
+                rest = UsageBatch()
+                for undelivered in chunks[index:]:
+                    rest.merge(undelivered)
+                raise DeliveryError(str(exc), rest) from exc
+
+    async def close(self) -> None:
+        session, self._session, self._loop = self._session, None, None
+        if session is not None:
+            await session.close()
+
+    def __str__(self) -> str:
+        return f"the config center ({self.url})"
+
+
+class UsageRecorder:
+    """One gateway worker's usage batch and its background flush (see the module doc)."""
+
+    def __init__(
+        self,
+        sink: UsageSink,
+        *,
+        interval: float = 1.0,
+        max_backoff: float = 10.0,
+        max_entries: int = 50_000,
+        close_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sink = sink
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.max_entries = max_entries
+        self.close_timeout = close_timeout
+        self._time = clock
+        self.batch = UsageBatch()
+        self.failed_flushes = 0
+        self._down_since: float | None = None
+        self._compacted = False
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # -- the request path: sync, O(1) ---------------------------------------------------------
+
+    def record(self, record: RequestRecord) -> None:
+        namespace = record.namespace
+        if namespace is None:
+            return
+        minute = int(record.timestamp + record.duration_ms / 1000) // 60 * 60  # when it finished
+        values = (
+            record.status >= 400,
+            record.prompt_tokens,
+            record.completion_tokens,
+            round(record.cost_usd * 1_000_000),
+            round(record.duration_ms),
+        )
+        batch = self.batch
+        key = (minute, "namespace", namespace)
+        counters = batch.get(key)
+        if counters is None:
+            counters = batch[key] = UsageCounters()
+        _count(counters, *values)
+        if record.model is not None:
+            key = (minute, "model", record.model)
+            counters = batch.get(key)
+            if counters is None:
+                counters = batch[key] = UsageCounters()
+            _count(counters, *values)
+        task = self._task
+        if task is None or task.done() or self._loop is not _running_loop():
+            self._start()
+
+    def _start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a sync caller): the next record in a loop starts it
+            return
+        self._loop = loop
+        self._stop = asyncio.Event()
+        self._task = loop.create_task(self._run(self._stop), name="aigw-usage-flush")
+
+    # -- off the request path -----------------------------------------------------------------
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        delay = self.interval
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return  # close() takes it from here
+                except TimeoutError:
+                    pass
+                delay = self.interval if await self.flush() else min(delay * 2, self.max_backoff)
+        except asyncio.CancelledError:
+            # The loop is going away without close(): a last flush, and let go of the sink.
+            await self._finish()
+            raise
+
+    async def flush(self) -> bool:
+        """Send the batch now; True when it was delivered (or empty)."""
+        if self._flushing:
+            return False
+        batch = self.batch
+        if not batch:
+            return True
+        self._flushing = True
+        self.batch = UsageBatch()
+        try:
+            await self.sink.send(batch)
+        except BaseException as exc:
+            undelivered = exc.undelivered if isinstance(exc, DeliveryError) else batch
+            self.batch = undelivered.merge(self.batch)
+            self._compact()
+            if not isinstance(exc, Exception):
+                raise
+            self._failed(exc)
+            return False
+        finally:
+            self._flushing = False
+        self._recovered()
+        return True
+
+    def _compact(self) -> None:
+        folded = self.batch.compact(self._time(), self.max_entries)
+        if folded and not self._compacted:
+            self._compacted = True
+            log.warning(
+                "usage: %d counters waiting for %s; folding old minutes into hours and days to "
+                "bound memory (totals are kept)",
+                len(self.batch) + folded,
+                self.sink,
+            )
+
+    def _failed(self, exc: Exception) -> None:
+        self.failed_flushes += 1
+        if self._down_since is None:
+            self._down_since = self._time()
+            log.warning(
+                "usage: cannot deliver counters to %s (%s: %s); keeping them in memory and "
+                "retrying (logged once until it recovers)",
+                self.sink,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.warning(
+                "usage: delivering to %s again after %.0f s (%d failed flushes, nothing lost)",
+                self.sink,
+                self._time() - self._down_since,
+                self.failed_flushes,
+            )
+            self._down_since = None
+            self._compacted = False
+            self.failed_flushes = 0
+
+    async def close(self) -> None:
+        """Stop the background flush and make a last one; then release the sink."""
+        task, stop, self._task = self._task, self._stop, None
+        if task is not None and not task.done() and task.get_loop() is _running_loop():
+            assert stop is not None
+            stop.set()
+            await task
+        await self._finish()
+
+    async def _finish(self) -> None:
+        try:
+            delivered = await asyncio.wait_for(self.flush(), self.close_timeout)
+        except TimeoutError:
+            delivered = False
+        if not delivered and self.batch:
+            log.warning(
+                "usage: %d requests (%d counters) could not be delivered to %s before shutdown",
+                self.batch.requests(),
+                len(self.batch),
+                self.sink,
+            )
+        try:
+            await self.sink.close()
+        except Exception as exc:
+            log.warning("usage: closing %s: %s", self.sink, exc)
+
+
+class NullRecorder:
+    """No sink configured: nothing reads the counters, so nothing is kept."""
+
+    sink = None
+
+    def record(self, record: RequestRecord) -> None:
+        pass
+
+    async def flush(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+def _count(
+    counters: UsageCounters, error: bool, prompt: int, completion: int, cost: int, latency: int
+) -> None:
+    counters.requests += 1
+    counters.errors += error
+    counters.prompt_tokens += prompt
+    counters.completion_tokens += completion
+    counters.cost_micro_usd += cost
+    counters.latency_ms_total += latency
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
+
+
+def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
+    """Redis if ``AIGW_REDIS_URL``, else the config center if ``AIGW_CONFIG_CENTER``, else none."""
+    redis_url = env.get(REDIS_URL_ENV)
+    if redis_url:
+        return UsageRecorder(RedisSink(RedisRealtimeStore(redis_url, DEFAULT_PREFIX)))
+    center = env.get(CENTER_ENV)
+    if center:
+        token = env.get(TOKEN_ENV)
+        if token:
+            return UsageRecorder(HttpSink(center, token))
+        log.warning("usage: %s is set but %s is not: usage is not recorded", CENTER_ENV, TOKEN_ENV)
+    return NullRecorder()
+
+
+recorder: UsageRecorder | NullRecorder | None = None
+"""This worker's recorder, made from the environment on first use (see ``record_request``)."""
+
+
+def default_recorder() -> UsageRecorder | NullRecorder:
+    global recorder
+    if recorder is None:
+        recorder = recorder_from_env(os.environ)
+    return recorder
+
+
+async def close_default_recorder() -> None:
+    """Last flush of this worker's counters (the gateway's lifespan shutdown calls this)."""
+    global recorder
+    current, recorder = recorder, None
+    if current is not None:
+        await current.close()
