@@ -398,10 +398,18 @@ def _nginx_version(nginx: str) -> tuple[int, ...]:
 
 
 def write_gateway_config(tmp: Path, upstream_port_url: str, key: str) -> Path:
+    document = gateway_document(upstream_port_url, key)
+    path = tmp / "gateway.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def gateway_document(upstream_port_url: str, key: str) -> dict[str, Any]:
+    """The bench configuration: provider nginx, model bench-model, namespace bench with ``key``."""
     from aigw.config.keys import hash_key
 
     base_url = upstream_port_url.removesuffix("/chat/completions")
-    document = {
+    return {
         "version": 1,
         "providers": [
             {
@@ -419,9 +427,6 @@ def write_gateway_config(tmp: Path, upstream_port_url: str, key: str) -> Path:
             }
         ],
     }
-    path = tmp / "gateway.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
 
 
 def validate_gateway_config(path: Path) -> None:

@@ -85,3 +85,30 @@ def test_disabled_keys_are_left_out_and_version_tracks_content() -> None:
     assert build_snapshot(disabled).keys_by_hash == {}
     assert build_snapshot(config).version == build_snapshot(_config({})).version
     assert build_snapshot(config).version != build_snapshot(disabled).version
+
+
+def test_prices_attach_to_models_by_name_or_alias_and_compute_cost() -> None:
+    config = _config({}).model_copy(deep=True)
+    priced = Config.model_validate(
+        {
+            **config.model_dump(mode="json"),
+            "providers": [{"name": "p", "base_url": "http://x/v1"}],
+            "prices": [
+                {
+                    "model": "latest",
+                    "input_per_million": 2.5,
+                    "output_per_million": 10.0,
+                    "cached_input_per_million": 1.25,
+                },
+                {"model": "o1", "input_per_million": 15, "output_per_million": 60},
+            ],
+        }
+    )
+    snapshot = build_snapshot(priced)
+    gpt4o = snapshot.models_by_name["gpt-4o"].price
+    assert gpt4o is not None
+    # 1,000 prompt tokens of which 400 cached, 200 completion tokens.
+    assert gpt4o.cost(1000, 200, 400) == (600 * 2.5 + 400 * 1.25 + 200 * 10.0) / 1_000_000
+    o1 = snapshot.models_by_name["reasoning"].price
+    assert o1 is not None and o1.cached_input == 15
+    assert snapshot.models_by_name["gpt-4o-mini"].price is None

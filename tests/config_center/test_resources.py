@@ -213,6 +213,11 @@ async def test_namespace_admin_sees_and_manages_only_its_namespace(
     ).status_code == 201
     for path in ["/api/v1/providers", "/api/v1/versions", "/api/v1/config"]:
         assert (await client.get(path)).status_code == 403, path
+    # Models and prices are shared by every namespace: readable, but only admins change them.
+    assert (await client.get("/api/v1/models")).status_code == 200
+    assert (await client.patch("/api/v1/models/gpt-4o", json={"aliases": []})).status_code == 403
+    price = {"model": "gpt-4o", "input_per_million": 1, "output_per_million": 1}
+    assert (await client.post("/api/v1/prices", json=price)).status_code == 403
     assert (
         await client.patch("/api/v1/namespaces/team-a", json={"description": "x"})
     ).status_code == 403

@@ -39,11 +39,30 @@ class TargetEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceEntry:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """What a request cost; cached prompt tokens are part of ``prompt_tokens``."""
+        uncached = max(prompt_tokens - cached_tokens, 0)
+        return (
+            uncached * self.input
+            + cached_tokens * self.cached_input
+            + completion_tokens * self.output
+        ) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
     names: tuple[str, ...]
     targets: tuple[TargetEntry, ...]
     owned_by: str
+    price: PriceEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +95,16 @@ class Snapshot:
 def build_snapshot(config: Config) -> Snapshot:
     """Compile a validated configuration into the gateway's lookup tables."""
     providers = {p.name: _provider_entry(p) for p in config.providers}
+    prices = {
+        p.model: PriceEntry(
+            p.input_per_million,
+            p.output_per_million,
+            p.input_per_million
+            if p.cached_input_per_million is None
+            else p.cached_input_per_million,
+        )
+        for p in config.prices
+    }
     models_by_name: dict[str, ModelEntry] = {}
     for model in config.models:
         entry = ModelEntry(
@@ -86,6 +115,7 @@ def build_snapshot(config: Config) -> Snapshot:
                 for t in model.targets
             ),
             owned_by=model.owned_by,
+            price=next((prices[n] for n in (model.name, *model.aliases) if n in prices), None),
         )
         for name in entry.names:
             models_by_name[name] = entry

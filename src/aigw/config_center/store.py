@@ -76,12 +76,12 @@ class ConfigStore:
                 select(ConfigVersion).order_by(ConfigVersion.version.desc()).limit(1)
             )
         if row is None:
-            return StoredVersion(0, datetime.fromtimestamp(0, UTC), "", "empty", {"version": 1})
+            return StoredVersion(0, datetime.fromtimestamp(0, UTC), "", "empty", {})
         return _stored(row)
 
     async def get(self, version: int) -> StoredVersion:
         if version == 0:
-            return StoredVersion(0, datetime.fromtimestamp(0, UTC), "", "empty", {"version": 1})
+            return StoredVersion(0, datetime.fromtimestamp(0, UTC), "", "empty", {})
         async with self._sessions() as session:
             row = await session.get(ConfigVersion, version)
         if row is None:

@@ -44,7 +44,7 @@ from aigw.gateway.core.http import (
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.realtime import close_default_recorder
 from aigw.gateway.routing.router import choose_target, resolve_model
-from aigw.gateway.routing.upstream import UpstreamClient
+from aigw.gateway.routing.upstream import Relayed, UpstreamClient
 
 if TYPE_CHECKING:
     from aigw.gateway.core.config_sync import ConfigFollower
@@ -148,11 +148,22 @@ class GatewayApp:
         if body["model"] != target.upstream_model:
             body["model"] = target.upstream_model
             raw = await asyncio.to_thread(orjson.dumps, body) if large else orjson.dumps(body)
-        record.status = await self._relay_unless_disconnected(
+        relayed = await self._relay_unless_disconnected(
             receive, send, target, endpoint.upstream_path, raw, response_headers
         )
+        record.status = relayed.status
+        if relayed.usage is not None:
+            usage = relayed.usage
+            record.prompt_tokens, record.completion_tokens = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+            if model.price is not None:
+                record.cost_usd = model.price.cost(
+                    usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+                )
 
-    async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> int:
+    async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> Relayed:
         """Relay upstream, cancelling the upstream request as soon as the caller goes away."""
         task = asyncio.current_task()
         assert task is not None

@@ -8,6 +8,8 @@ stream, and it is ended with an explicit error event rather than a silent finish
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import aiohttp
 import orjson
 
@@ -19,8 +21,22 @@ from aigw.gateway.core.errors import (
     openai_error_body,
 )
 from aigw.gateway.core.http import JSON_HEADERS, Headers, Send, send_response
+from aigw.gateway.routing.usage import (
+    STREAM_TAIL_BYTES,
+    Usage,
+    usage_from_body,
+    usage_from_stream_tail,
+)
 
 _STREAM_CONTENT_TYPE = "text/event-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """What was sent to the caller: the status, and the usage the upstream reported."""
+
+    status: int
+    usage: Usage | None = None
 
 
 class UpstreamClient:
@@ -54,8 +70,8 @@ class UpstreamClient:
         upstream_path: str,
         body: bytes,
         response_headers: Headers,
-    ) -> int:
-        """POST ``body`` to the target and relay the response; returns the status sent."""
+    ) -> Relayed:
+        """POST ``body`` to the target and relay the response to the caller."""
         session = self._session
         if session is None:  # first request of this worker
             await self.start()
@@ -93,14 +109,14 @@ class UpstreamClient:
                 if retry_after is not None:
                     headers.append((b"retry-after", retry_after.encode("latin-1")))
                 await send_response(send, response.status, error, headers)
-                return response.status
+                return Relayed(response.status)
             headers = [(b"content-type", content_type.encode("latin-1")), *response_headers]
             if content_type.startswith(_STREAM_CONTENT_TYPE):
-                await _relay_stream(send, response, headers, provider.name)
-            else:
-                payload = await _read(response, provider.name)
-                await send_response(send, response.status, payload, headers)
-            return response.status
+                tail = await _relay_stream(send, response, headers, provider.name)
+                return Relayed(response.status, usage_from_stream_tail(tail))
+            payload = await _read(response, provider.name)
+            await send_response(send, response.status, payload, headers)
+            return Relayed(response.status, usage_from_body(payload))
         finally:
             response.release()
 
@@ -118,13 +134,16 @@ async def _read(response: aiohttp.ClientResponse, provider: str) -> bytes:
 
 async def _relay_stream(
     send: Send, response: aiohttp.ClientResponse, headers: Headers, provider: str
-) -> None:
+) -> bytes:
+    """Relay the stream as it arrives; returns its last few KiB (where usage is reported)."""
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     failure: GatewayError | None = None
+    tail = b""
     try:
         async for chunk in response.content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            tail = (tail + chunk)[-STREAM_TAIL_BYTES:]
     except (TimeoutError, aiohttp.ServerTimeoutError):
         failure = UpstreamTimeout(f"upstream provider '{provider}' stalled mid-stream")
     except aiohttp.ClientError as exc:
@@ -138,6 +157,7 @@ async def _relay_stream(
         await send({"type": "http.response.body", "body": event, "more_body": False})
     else:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return tail
 
 
 def _as_openai_error(payload: bytes, status: int) -> bytes:
