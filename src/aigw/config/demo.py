@@ -25,6 +25,13 @@ MOCK_MODELS = {
     "mock-embedding": (["demo-embedding"], "text-embedding-3-small"),
     "mock-instruct": ([], "gpt-3.5-turbo-instruct"),
 }
+DEMO_PRICES = [
+    ("mock-gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("mock-gpt-4o", 2.50, 10.00),
+    ("gpt-4o", 2.50, 10.00),
+    ("gpt-4.1-mini", 0.40, 1.60),
+]
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"]
 
 
@@ -77,6 +84,11 @@ def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None)
         "version": 1,
         "providers": providers,
         "models": models,
+        # OpenAI's list prices (USD per million tokens), so the demo shows spend as well.
+        "prices": [
+            {"model": name, "input_per_million": price_in, "output_per_million": price_out}
+            for name, price_in, price_out in DEMO_PRICES
+        ],
         "namespaces": [
             {
                 "name": DEMO_NAMESPACE,
