@@ -153,15 +153,7 @@ class GatewayApp:
         )
         record.status = relayed.status
         if relayed.usage is not None:
-            usage = relayed.usage
-            record.prompt_tokens, record.completion_tokens = (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-            )
-            if model.price is not None:
-                record.cost_usd = model.price.cost(
-                    usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
-                )
+            record.count_usage(relayed.usage, model.price)
 
     async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> Relayed:
         """Relay upstream, cancelling the upstream request as soon as the caller goes away."""

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields
 
 import orjson
 
+from aigw.config.snapshot import PriceEntry
 from aigw.gateway.monitoring import realtime
+from aigw.gateway.routing.usage import Usage
 
 log = logging.getLogger("aigw.gateway.metrics")
 access_log = logging.getLogger("aigw.access")
@@ -39,6 +41,14 @@ class RequestRecord:
     cost_usd: float = 0.0
     timestamp: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def count_usage(self, usage: Usage, price: PriceEntry | None) -> None:
+        """Take the upstream's reported usage, and its cost when the model has a price."""
+        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        if price is not None:
+            self.cost_usd = price.cost(
+                usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+            )
 
 
 def record_request(record: RequestRecord) -> None:
