@@ -112,3 +112,17 @@ def test_prices_attach_to_models_by_name_or_alias_and_compute_cost() -> None:
     o1 = snapshot.models_by_name["reasoning"].price
     assert o1 is not None and o1.cached_input == 15
     assert snapshot.models_by_name["gpt-4o-mini"].price is None
+
+
+def test_anthropic_providers_get_their_own_credential_headers() -> None:
+    config = Config.model_validate(
+        {
+            "providers": [
+                {"name": "c", "type": "anthropic", "base_url": "https://a/v1", "api_key": "sk-ant"}
+            ],
+            "models": [{"name": "claude", "targets": [{"provider": "c", "model": "claude-x"}]}],
+        }
+    )
+    headers = build_snapshot(config).models_by_name["claude"].targets[0].provider.headers
+    assert headers["x-api-key"] == "sk-ant" and headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in headers

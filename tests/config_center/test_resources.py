@@ -246,3 +246,32 @@ async def test_lists_are_paginated_and_filterable(client: httpx.AsyncClient) -> 
     assert page["total"] == 7
     assert (await client.get("/api/v1/namespaces?q=TEAM-B")).json()["total"] == 1
     assert (await client.get("/api/v1/namespaces?limit=501")).status_code == 422
+
+
+async def test_audit_trail_lists_admin_user_events(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/v1/users",
+        json={"username": "auditor", "password": "a long enough password", "role": "viewer"},
+    )
+    assert created.status_code == 201, created.text
+    page = (await client.get("/api/v1/audit?limit=5")).json()
+    assert page["total"] >= 1
+    assert page["items"][0]["actor"] == "bootstrap-admin"
+    assert "auditor" in page["items"][0]["action"] + page["items"][0]["detail"]
+    assert (await client.get("/api/v1/audit?actor=nobody")).json()["total"] == 0
+
+
+async def test_anthropic_providers_are_stored_with_their_own_protocol(
+    client: httpx.AsyncClient,
+) -> None:
+    provider = {
+        "name": "claude",
+        "type": "anthropic",
+        "base_url": "https://api.anthropic.com/v1",
+        "api_key": "sk-ant-secret",
+    }
+    response = await client.post("/api/v1/providers", json=provider)
+    assert response.status_code == 201
+    shown = {k: v for k, v in provider.items() if k != "api_key"}
+    assert response.json() == {**shown, "api_key_set": True}
+    assert "sk-ant-secret" not in response.text

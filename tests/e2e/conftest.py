@@ -58,6 +58,7 @@ def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> d
                 "timeouts": {"connect": 2, "read": 1.5},
             },
             {"name": "dead", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            {"name": "claude", "type": "anthropic", "base_url": f"{mock}/v1", "api_key": "sk-ant"},
         ],
         "models": [
             {
@@ -70,6 +71,7 @@ def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> d
             {"name": "mock-instruct", "targets": [{"provider": "mock", "model": "instruct"}]},
             {"name": "faulty-chat", "targets": [{"provider": "faulty", "model": "gpt-4o-mini"}]},
             {"name": "dead-chat", "targets": [{"provider": "dead", "model": "gpt-4o-mini"}]},
+            {"name": "claude-chat", "targets": [{"provider": "claude", "model": "claude-x"}]},
         ],
         "namespaces": [
             {"name": "team-a", "keys": [keys["a"], keys["a_narrow"], keys["expired"]]},

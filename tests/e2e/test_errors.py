@@ -334,3 +334,10 @@ def test_upstream_errors_keep_their_status(
         assert response.headers["retry-after"] == "1"
     with pytest.raises(sdk_error):
         client.chat.completions.create(model="faulty-chat", messages=USER)
+
+
+def test_openai_request_to_an_anthropic_target_is_a_clear_501(stack: Stack) -> None:
+    response = _post(stack, CHAT, {**GOOD, "model": "claude-chat"})
+    _assert_openai_error(
+        response, 501, "invalid_request_error", "protocol_not_supported", "Anthropic's Messages API"
+    )

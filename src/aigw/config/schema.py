@@ -75,10 +75,11 @@ class Provider(_Strict):
     """An upstream AI service the gateway forwards to."""
 
     name: Name
-    type: Literal["openai", "openai-compatible"] = Field(
+    type: Literal["openai", "openai-compatible", "anthropic"] = Field(
         "openai",
-        description="Wire protocol of the upstream. Both speak OpenAI's HTTP API; "
-        "'openai-compatible' is any other server that does (vLLM, Ollama, Azure-style proxies).",
+        description="Wire protocol of the upstream: 'openai' and 'openai-compatible' (vLLM, "
+        "Ollama, Azure-style proxies) speak OpenAI's HTTP API; 'anthropic' speaks Anthropic's "
+        "Messages API.",
     )
     base_url: str = Field(
         description="API root including the version, e.g. https://api.openai.com/v1"
@@ -102,7 +103,7 @@ class Provider(_Strict):
     @classmethod
     def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
         for header in value:
-            if header.lower() in {"authorization", "host", "content-length"}:
+            if header.lower() in {"authorization", "x-api-key", "host", "content-length"}:
                 raise ValueError(
                     f"header {header!r} is set by the gateway and cannot be overridden"
                 )

@@ -17,6 +17,9 @@ import orjson
 
 from aigw.config.schema import Config, Model, ModelAccess, Provider
 
+# The Messages API version the gateway speaks to Anthropic (a provider's headers may override it).
+ANTHROPIC_VERSION = "2023-06-01"
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderEntry:

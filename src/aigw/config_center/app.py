@@ -33,6 +33,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         maker = sessions(engine)
         app.state.settings = settings
         app.state.engine = engine
+        app.state.sessions = maker
         app.state.store = ConfigStore(maker, SecretBox(settings.master_key))
         app.state.users = UserService(maker, settings.session_ttl_seconds)
         realtime = setup_realtime(app, settings)
@@ -58,6 +59,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
 
 def _add_routes(app: FastAPI) -> None:
     from aigw.config_center.api import (
+        audit,
         auth,
         feed,
         health,
@@ -82,6 +84,7 @@ def _add_routes(app: FastAPI) -> None:
         prices,
         versions,
         usage,
+        audit,
         feed,
     ):
         app.include_router(module.router)

@@ -80,6 +80,14 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+class ProtocolUnsupported(GatewayError):
+    """The chosen upstream speaks a protocol this request cannot be translated to."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "protocol_not_supported"
+
+
 class NotReady(GatewayError):
     status = 503
     type = "server_error"

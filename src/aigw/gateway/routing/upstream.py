@@ -16,6 +16,7 @@ import orjson
 from aigw.config.snapshot import TargetEntry
 from aigw.gateway.core.errors import (
     GatewayError,
+    ProtocolUnsupported,
     UpstreamTimeout,
     UpstreamUnavailable,
     openai_error_body,
@@ -78,6 +79,11 @@ class UpstreamClient:
             session = self._session
             assert session is not None
         provider = target.provider
+        if provider.type == "anthropic":
+            raise ProtocolUnsupported(
+                f"model target on provider '{provider.name}' speaks Anthropic's Messages API; "
+                "OpenAI-format requests cannot be translated to it by this gateway version"
+            )
         timeout = aiohttp.ClientTimeout(
             total=provider.total_timeout,
             sock_connect=provider.connect_timeout,
