@@ -162,8 +162,13 @@ def _provider_entry(provider: Provider) -> ProviderEntry:
         "Accept-Encoding": "identity",
         **provider.headers,
     }
-    if provider.api_key is not None and provider.api_key.get_secret_value():
-        headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
+    secret = provider.api_key.get_secret_value() if provider.api_key is not None else ""
+    if provider.type == "anthropic":
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        if secret:
+            headers["x-api-key"] = secret
+    elif secret:
+        headers["Authorization"] = f"Bearer {secret}"
     return ProviderEntry(
         name=provider.name,
         type=provider.type,
