@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     field_validator,
     model_validator,
@@ -138,10 +139,43 @@ class ModelAccess(_Strict):
     deny: list[ModelPattern] = Field(default_factory=list)
 
 
+class Limits(_Strict):
+    """Rate limits, quotas and budgets; unset means unlimited. Enforced across all gateways."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Prompt tokens plus max_tokens are reserved, then corrected."
+    )
+    concurrent_requests: int | None = Field(None, ge=1, description="Requests in flight.")
+    tokens_per_day: int | None = Field(None, ge=1, description="Quota, UTC days.")
+    tokens_per_month: int | None = Field(None, ge=1, description="Quota, UTC calendar months.")
+    spend_per_day_usd: float | None = Field(None, gt=0, description="Budget from the price table.")
+    spend_per_month_usd: float | None = Field(None, gt=0)
+
+
 class Policy(_Strict):
-    """What a namespace (or one of its keys, more strictly) may do."""
+    """What a namespace (or one of its keys, more strictly) may do.
+
+    A key's policy narrows its namespace's: both are enforced, so the stricter one wins.
+    """
 
     models: ModelAccess = Field(default_factory=ModelAccess)
+    limits: Limits = Field(default_factory=Limits)
+    max_tokens: int | None = Field(
+        None, ge=1, description="Largest max_tokens a request may ask for (400 above it)."
+    )
+    max_prompt_tokens: int | None = Field(
+        None, ge=1, description="Longest prompt, in tokens (400 above it)."
+    )
+    default_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Completion tokens reserved for rate limits when a request sets no max_tokens.",
+    )
+    ip_allow: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="CIDRs callers must come from; empty allows any."
+    )
 
 
 class ApiKey(_Strict):
@@ -191,6 +225,10 @@ class GatewaySettings(_Strict):
 
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413."
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Load balancers whose X-Forwarded-For is believed for the caller's address.",
     )
 
 

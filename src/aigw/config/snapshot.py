@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network
 
 import orjson
 
-from aigw.config.schema import Config, Model, ModelAccess, Provider
+from aigw.config.schema import Config, Limits, Model, ModelAccess, Provider
+
+IPNetwork = IPv4Network | IPv6Network
 
 # The Messages API version the gateway speaks to Anthropic (a provider's headers may override it).
 ANTHROPIC_VERSION = "2023-06-01"
@@ -76,6 +80,13 @@ class KeyEntry:
     expires_at: datetime | None
     # Canonical names of the models this key may use: namespace policy ∩ key policy.
     allowed_models: frozenset[str]
+    # Each tuple is one policy's IP allow list; the caller must match every one of them.
+    ip_allow: tuple[tuple[IPNetwork, ...], ...] = ()
+    max_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    default_max_tokens: int | None = None
+    namespace_limits: Limits = field(default_factory=Limits)
+    key_limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,7 @@ class Snapshot:
     keys_by_hash: dict[str, KeyEntry] = field(repr=False)
     models_by_name: dict[str, ModelEntry]
     max_request_body_bytes: int
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def models_for(self, key: KeyEntry) -> list[ModelEntry]:
         """Every model entry the key may use, in configuration order."""
@@ -132,12 +144,19 @@ def build_snapshot(config: Config) -> Snapshot:
             allowed = namespace_models
             if key.policy is not None:
                 allowed = allowed & _allowed(config.models, key.policy.models)
+            policies = [namespace.policy] if key.policy is None else [namespace.policy, key.policy]
             keys_by_hash[key.key_hash.removeprefix("sha256:")] = KeyEntry(
                 namespace=namespace.name,
                 name=key.name,
                 prefix=key.prefix,
                 expires_at=key.expires_at,
                 allowed_models=allowed,
+                ip_allow=tuple(tuple(p.ip_allow) for p in policies if p.ip_allow),
+                max_tokens=_tightest(p.max_tokens for p in policies),
+                max_prompt_tokens=_tightest(p.max_prompt_tokens for p in policies),
+                default_max_tokens=_tightest(p.default_max_tokens for p in policies),
+                namespace_limits=namespace.policy.limits,
+                key_limits=key.policy.limits if key.policy is not None else Limits(),
             )
 
     return Snapshot(
@@ -146,6 +165,7 @@ def build_snapshot(config: Config) -> Snapshot:
         keys_by_hash=keys_by_hash,
         models_by_name=models_by_name,
         max_request_body_bytes=config.gateway.max_request_body_bytes,
+        trusted_proxies=tuple(config.gateway.trusted_proxies),
     )
 
 
@@ -178,6 +198,12 @@ def _provider_entry(provider: Provider) -> ProviderEntry:
         read_timeout=provider.timeouts.read,
         total_timeout=provider.timeouts.total,
     )
+
+
+def _tightest(values: Iterable[int | None]) -> int | None:
+    """The smallest of the set values: a key can only make a cap stricter."""
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
 
 
 def _allowed(models: list[Model], access: ModelAccess) -> frozenset[str]:

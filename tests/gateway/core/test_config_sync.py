@@ -228,7 +228,8 @@ async def test_invalid_or_undecryptable_documents_are_skipped(
         feed.publish(document("good", "fixed"))
         await eventually(lambda: models(follower) == ["fixed", "good"])
         assert follower.version == 6
-    assert orjson.loads(cache.read_bytes())["version"] == 6
+        # The cache is written just after the swap, in a thread: wait for it, not for luck.
+        await eventually(lambda: orjson.loads(cache.read_bytes())["version"] == 6)
 
 
 async def test_recovers_by_itself_when_the_config_center_comes_up(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from aigw.gateway.core.http import (
     Receive,
     Scope,
     Send,
+    client_address,
     header,
     read_body,
     send_response,
@@ -142,7 +143,7 @@ class GatewayApp:
         endpoint.validate(body)
         model = resolve_model(snapshot, body["model"])
         record.model, record.stream = model.name, bool(body.get("stream"))
-        enforce_policy(key, model)
+        enforce_policy(key, model, body, client_address(scope, snapshot.trusted_proxies))
         target = choose_target(model)
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
         if body["model"] != target.upstream_model:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from aigw.gateway.core.errors import InvalidRequest, RequestTooLarge
@@ -26,6 +27,37 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def client_address(
+    scope: Scope, trusted_proxies: Sequence[IPv4Network | IPv6Network]
+) -> IPv4Address | IPv6Address | None:
+    """The caller's address: the peer, or, behind trusted proxies, the nearest untrusted address
+    in ``X-Forwarded-For`` (read right to left, so a caller cannot forge its way past a proxy)."""
+    client = scope.get("client")
+    try:
+        peer = ip_address(client[0]) if client else None
+    except ValueError:
+        return None
+    if peer is None or not trusted_proxies or not _within(peer, trusted_proxies):
+        return peer
+    forwarded = header(scope, b"x-forwarded-for")
+    if forwarded is None:
+        return peer
+    for hop in reversed(forwarded.decode("latin-1").split(",")):
+        try:
+            address = ip_address(hop.strip())
+        except ValueError:
+            return peer  # a malformed chain: trust only what we saw ourselves
+        if not _within(address, trusted_proxies):
+            return address
+    return peer
+
+
+def _within(
+    address: IPv4Address | IPv6Address, networks: Sequence[IPv4Network | IPv6Network]
+) -> bool:
+    return any(address in network for network in networks)
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
