@@ -71,7 +71,7 @@ def test_keys_generate_prints_a_key_and_its_entry() -> None:
 
 
 def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
-    port, mock_port, center_port = free_port(), free_port(), free_port()
+    port, mock_port, center_port, tokens_port = free_port(), free_port(), free_port(), free_port()
     process = Process(
         aigw(
             "serve",
@@ -82,6 +82,8 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             str(mock_port),
             "--config-center-port",
             str(center_port),
+            "--token-service-port",
+            str(tokens_port),
             "--workers",
             "1",
             "--data-dir",
@@ -111,12 +113,18 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             assert reply.choices[0].message.content
             # OpenAI's own names work too, served by the mock until OPENAI_API_KEY is set.
             assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+        # Every seed port answers: the token service counts too.
+        counted = httpx.post(
+            f"http://127.0.0.1:{tokens_port}/v1/tokens/count",
+            json={"model": "gpt-4o", "prompt": "hello world"},
+        ).json()
+        assert counted["tokens"] == 2 and counted["exact"] is True
         assert (tmp_path / "data" / "demo-key").read_text().strip() == key.group(1)
         assert oct((tmp_path / "data" / "demo-key").stat().st_mode & 0o777) == "0o600"
     finally:
         assert process.stop() is not None
-    # The mock and config center child processes went away with the gateway.
-    for child_port in (mock_port, center_port):
+    # The mock, config center and token service child processes went away with the gateway.
+    for child_port in (mock_port, center_port, tokens_port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", child_port), timeout=2).close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -15,6 +16,7 @@ from aigw.cli_config import config_export, config_import
 from aigw.config.loader import ConfigError, load_config_file
 from aigw.config.schema import Config
 from aigw.config_center.cli import admin
+from aigw.tokens.cli import token_service
 
 if TYPE_CHECKING:
     from aigw.config_center.settings import CenterSettings
@@ -107,6 +109,15 @@ data_dir_option = click.option(
     type=click.IntRange(1, 65535),
     help="Port of the config center (on 127.0.0.1).",
 )
+@click.option(
+    "--token-service-port",
+    envvar="AIGW_TOKEN_SERVICE_PORT",
+    default=8002,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the token service (on 127.0.0.1).",
+)
 def serve(
     config_path: Path | None,
     demo: bool,
@@ -116,8 +127,10 @@ def serve(
     data_dir: Path,
     mock_port: int,
     config_center_port: int,
+    token_service_port: int,
 ) -> None:
-    """Run every component in one deployment: the config center and the gateway following it.
+    """Run every component in one deployment: the config center, the token service and the
+    gateway following the config center.
 
     With --config FILE or --demo, that document is imported into the config center first (as a
     new version, only when it differs from the current one). With neither, the gateway serves
@@ -130,8 +143,7 @@ def serve(
     data_dir = data_dir.resolve()
     settings = _embedded_center_settings(data_dir)
     center_url = f"http://127.0.0.1:{config_center_port}"
-    mock = None
-    try:
+    with contextlib.ExitStack() as children:  # every child stops with the gateway, in reverse
         key = None
         if demo:
             from aigw.config.demo import demo_key, write_demo_config
@@ -139,6 +151,7 @@ def serve(
             host = host or "127.0.0.1"
             key = demo_key(data_dir)
             mock = processes.start_mock_upstream("127.0.0.1", mock_port)
+            children.callback(processes.stop, mock)
             config_path = write_demo_config(data_dir, f"http://127.0.0.1:{mock_port}", key)
         if config_path is not None:
             loaded = _check_config(config_path)
@@ -148,38 +161,42 @@ def serve(
             center = processes.start_config_center(
                 "127.0.0.1", config_center_port, data_dir, processes.center_env(settings)
             )
+            children.callback(processes.stop, center)
+            tokens = processes.start_token_service("127.0.0.1", token_service_port)
+            children.callback(processes.stop, tokens)
         except RuntimeError as exc:
-            raise click.ClickException(f"the config center did not start: {exc}") from None
-        try:
-            host = host or "0.0.0.0"
-            if key is not None:
-                assert config_path is not None and settings.admin_token is not None
-                _print_demo_banner(
-                    host, port, key, config_path, mock_port, center_url, settings.admin_token
-                )
-            else:
-                where = (
-                    "AIGW_ADMIN_TOKEN"
-                    if os.environ.get("AIGW_ADMIN_TOKEN")
-                    else str(data_dir / ADMIN_TOKEN_FILE)
-                )
-                click.echo(
-                    f"aigw {__version__}: gateway on {host}:{port}, config center on {center_url} "
-                    f"(admin token: {where})"
-                )
-            processes.run_gateway(
-                None,
+            raise click.ClickException(f"a component did not start: {exc}") from None
+        host = host or "0.0.0.0"
+        if key is not None:
+            assert config_path is not None and settings.admin_token is not None
+            _print_demo_banner(
                 host,
                 port,
-                workers,
-                config_center=center_url,
-                follower_env=_follower_env(settings.gateway_token, settings.master_key, data_dir),
+                key,
+                config_path,
+                mock_port,
+                center_url,
+                settings.admin_token,
+                token_service_port,
             )
-        finally:
-            processes.stop(center)
-    finally:
-        if mock is not None:
-            processes.stop(mock)
+        else:
+            where = (
+                "AIGW_ADMIN_TOKEN"
+                if os.environ.get("AIGW_ADMIN_TOKEN")
+                else str(data_dir / ADMIN_TOKEN_FILE)
+            )
+            click.echo(
+                f"aigw {__version__}: gateway on {host}:{port}, config center on {center_url} "
+                f"(admin token: {where}), token service on 127.0.0.1:{token_service_port}"
+            )
+        processes.run_gateway(
+            None,
+            host,
+            port,
+            workers,
+            config_center=center_url,
+            follower_env=_follower_env(settings.gateway_token, settings.master_key, data_dir),
+        )
 
 
 @main.command()
@@ -361,6 +378,7 @@ def config_validate(path: Path) -> None:
 config.add_command(config_export)
 config.add_command(config_import)
 main.add_command(admin)
+main.add_command(token_service)
 
 
 @main.group()
@@ -484,6 +502,7 @@ def _print_demo_banner(
     mock_port: int,
     center_url: str,
     admin_token: str,
+    token_service_port: int,
 ) -> None:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}/v1"
@@ -493,6 +512,7 @@ aigw {__version__} demo: gateway on {base}, mock provider on 127.0.0.1:{mock_por
   configuration  {config_path} (imported into the config center)
   config center  {center_url}  (admin API under /api/v1)
   admin token    {admin_token}
+  token service  http://127.0.0.1:{token_service_port}/v1/tokens/count
   demo API key   {key}
   models         mock-gpt-4o-mini (alias demo-chat), gpt-4o-mini, mock-embedding, ...
 

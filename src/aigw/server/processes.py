@@ -219,6 +219,15 @@ def _serve(
     ).serve()
 
 
+def start_token_service(host: str, port: int) -> subprocess.Popen[bytes]:
+    """``aigw token-service`` as a child process, returned once it answers /healthz."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aigw", "token-service", "--host", host, "--port", str(port)],
+    )
+    wait_for_http(f"http://{host}:{port}/healthz", process, timeout=30)
+    return process
+
+
 def start_mock_upstream(host: str, port: int) -> subprocess.Popen[bytes]:
     """The bundled mock provider as a child process, returned once it accepts connections."""
     process = subprocess.Popen(
