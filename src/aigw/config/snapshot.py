@@ -17,7 +17,8 @@ from ipaddress import IPv4Network, IPv6Network
 
 import orjson
 
-from aigw.config.schema import Config, Limits, Model, ModelAccess, Provider
+from aigw.config.schema import Config, Model, ModelAccess, Provider
+from aigw.state.limits import REQUEST_KINDS, limit_kinds
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -85,8 +86,19 @@ class KeyEntry:
     max_tokens: int | None = None
     max_prompt_tokens: int | None = None
     default_max_tokens: int | None = None
-    namespace_limits: Limits = field(default_factory=Limits)
-    key_limits: Limits = field(default_factory=Limits)
+    # Shared-state limits by kind (aigw.state.limits), for the namespace and for this key.
+    namespace_limit_kinds: dict[str, int] = field(default_factory=dict)
+    key_limit_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_limits(self) -> bool:
+        return bool(self.namespace_limit_kinds or self.key_limit_kinds)
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether admission needs the prompt's token count (token limits, budgets, a cap)."""
+        kinds = self.namespace_limit_kinds.keys() | self.key_limit_kinds.keys()
+        return self.max_prompt_tokens is not None or bool(kinds - REQUEST_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +167,8 @@ def build_snapshot(config: Config) -> Snapshot:
                 max_tokens=_tightest(p.max_tokens for p in policies),
                 max_prompt_tokens=_tightest(p.max_prompt_tokens for p in policies),
                 default_max_tokens=_tightest(p.default_max_tokens for p in policies),
-                namespace_limits=namespace.policy.limits,
-                key_limits=key.policy.limits if key.policy is not None else Limits(),
+                namespace_limit_kinds=dict(limit_kinds(namespace.policy.limits)),
+                key_limit_kinds=dict(limit_kinds(key.policy.limits)) if key.policy else {},
             )
 
     return Snapshot(

@@ -2,7 +2,7 @@
 
 :class:`CircuitBreaker` is the state machine:
 
-- **closed**: calls go to Redis, each under a short deadline (``timeout``, 50 ms by default).
+- **closed**: calls go to Redis, each under a short deadline (``timeout``, 250 ms by default).
   ``failure_threshold`` consecutive failures (connection errors, timeouts, any Redis error)
   open it.
 - **open**: calls fail fast, without touching Redis, for ``cooldown`` seconds.
@@ -44,7 +44,9 @@ FailMode = Literal["open", "closed"]
 State = Literal["closed", "open", "half_open"]
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 0.05
+# A healthy Redis answers in well under a millisecond; 250 ms leaves room for a loaded host and a
+# burst of new connections, and bounds what a dead Redis costs before the breaker opens.
+DEFAULT_TIMEOUT = 0.25
 DEFAULT_SETTLE_TIMEOUT = 1.0
 DEFAULT_COOLDOWN = 5.0
 DEFAULT_FAILURE_THRESHOLD = 3

@@ -454,6 +454,7 @@ def limit_store_for(
     *,
     cluster: bool = False,
     fail_mode: FailMode = "open",
+    timeout: float | None = None,
 ) -> LimitStore:
     """Redis behind a circuit breaker when a URL is given, else the in-process store."""
     from aigw.state.limits_memory import MemoryLimitStore
@@ -463,6 +464,7 @@ def limit_store_for(
     from aigw.state.breaker import BreakerLimitStore
     from aigw.state.limits_redis import RedisLimitStore
 
+    options = {} if timeout is None else {"timeout": timeout}
     return BreakerLimitStore(
-        RedisLimitStore(redis_url, prefix, cluster=cluster), fail_mode=fail_mode
+        RedisLimitStore(redis_url, prefix, cluster=cluster), fail_mode=fail_mode, **options
     )

@@ -19,6 +19,7 @@ import orjson
 
 from aigw import __version__
 from aigw.config.snapshot import KeyEntry, Snapshot
+from aigw.gateway.auth.limit_enforcer import LimitEnforcer
 from aigw.gateway.auth.namespace_matcher import match_namespace
 from aigw.gateway.auth.policy_enforcer import enforce_policy
 from aigw.gateway.core.endpoints import ENDPOINTS, Endpoint, parse_json_body
@@ -46,6 +47,7 @@ from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.realtime import close_default_recorder
 from aigw.gateway.routing.router import choose_target, resolve_model
 from aigw.gateway.routing.upstream import Relayed, UpstreamClient
+from aigw.state.limits import Admission
 
 if TYPE_CHECKING:
     from aigw.gateway.core.config_sync import ConfigFollower
@@ -63,6 +65,7 @@ class GatewayApp:
     def __init__(self, snapshot: Snapshot | None, upstream: UpstreamClient | None = None) -> None:
         self.snapshot = snapshot
         self.upstream = upstream or UpstreamClient()
+        self.limits = LimitEnforcer()
         # Set when the snapshot comes from the config center (config_sync.ConfigFollower).
         self.config_center_version: int | None = None
         self.follower: ConfigFollower | None = None
@@ -85,6 +88,7 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.follower is not None:
                     await self.follower.stop()
+                await self.limits.close()  # pending settles reach the shared store
                 await close_default_recorder()  # the last second of usage counts
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -146,15 +150,35 @@ class GatewayApp:
         enforce_policy(key, model, body, client_address(scope, snapshot.trusted_proxies))
         target = choose_target(model)
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
-        if body["model"] != target.upstream_model:
-            body["model"] = target.upstream_model
-            raw = await asyncio.to_thread(orjson.dumps, body) if large else orjson.dumps(body)
-        relayed = await self._relay_unless_disconnected(
-            receive, send, target, endpoint.upstream_path, raw, response_headers
+        upstream_model = target.upstream_model
+        admission = await self.limits.admit(
+            key, model, upstream_model, endpoint.path, body, response_headers
         )
-        record.status = relayed.status
-        if relayed.usage is not None:
-            record.count_usage(relayed.usage, model.price)
+        # Streams are settled with real usage: ask OpenAI upstreams for it, hide it if unasked.
+        strip_usage = (
+            admission is not None
+            and admission.plan.needs_settle()
+            and record.stream
+            and target.provider.type != "anthropic"
+            and not _asks_for_usage(body)
+        )
+        if strip_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if strip_usage or body["model"] != upstream_model:
+            body["model"] = upstream_model
+            raw = await asyncio.to_thread(orjson.dumps, body) if large else orjson.dumps(body)
+        relayed: Relayed | None = None
+        try:
+            relayed = await self._relay_unless_disconnected(
+                receive, send, target, endpoint.upstream_path, raw, response_headers, strip_usage
+            )
+        finally:
+            if relayed is not None:
+                record.status = relayed.status
+                if relayed.usage is not None:
+                    record.count_usage(relayed.usage, model.price)
+            if admission is not None and admission.plan.needs_settle():
+                self.limits.settle_later(admission, *_actual_usage(admission, relayed, record))
 
     async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> Relayed:
         """Relay upstream, cancelling the upstream request as soon as the caller goes away."""
@@ -225,3 +249,25 @@ def _models_response(snapshot: Snapshot, key: KeyEntry, model_id: str) -> dict[s
     raise ModelNotFound(
         f"the model '{model_id}' does not exist or you do not have access to it", param="model"
     )
+
+
+def _asks_for_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _actual_usage(
+    admission: Admission, relayed: Relayed | None, record: RequestRecord
+) -> tuple[int, float]:
+    """Tokens and spend to settle a reservation with.
+
+    The upstream's reported usage when there is some; nothing for a request that failed before
+    an answer; the reservation itself for an answer without usage (a cut stream), since its
+    tokens were probably spent.
+    """
+    if relayed is not None and relayed.usage is not None:
+        return record.prompt_tokens + record.completion_tokens, record.cost_usd
+    if relayed is None or relayed.status >= 400:
+        return 0, 0.0
+    plan = admission.plan
+    return plan.estimated_tokens, plan.estimated_cost_micro / 1_000_000

@@ -25,6 +25,7 @@ from aigw.gateway.core.http import JSON_HEADERS, Headers, Send, send_response
 from aigw.gateway.routing.usage import (
     STREAM_TAIL_BYTES,
     Usage,
+    UsageEventStripper,
     usage_from_body,
     usage_from_stream_tail,
 )
@@ -71,6 +72,7 @@ class UpstreamClient:
         upstream_path: str,
         body: bytes,
         response_headers: Headers,
+        strip_usage: bool = False,
     ) -> Relayed:
         """POST ``body`` to the target and relay the response to the caller."""
         session = self._session
@@ -118,7 +120,8 @@ class UpstreamClient:
                 return Relayed(response.status)
             headers = [(b"content-type", content_type.encode("latin-1")), *response_headers]
             if content_type.startswith(_STREAM_CONTENT_TYPE):
-                tail = await _relay_stream(send, response, headers, provider.name)
+                stripper = UsageEventStripper() if strip_usage else None
+                tail = await _relay_stream(send, response, headers, provider.name, stripper)
                 return Relayed(response.status, usage_from_stream_tail(tail))
             payload = await _read(response, provider.name)
             await send_response(send, response.status, payload, headers)
@@ -139,7 +142,11 @@ async def _read(response: aiohttp.ClientResponse, provider: str) -> bytes:
 
 
 async def _relay_stream(
-    send: Send, response: aiohttp.ClientResponse, headers: Headers, provider: str
+    send: Send,
+    response: aiohttp.ClientResponse,
+    headers: Headers,
+    provider: str,
+    stripper: UsageEventStripper | None = None,
 ) -> bytes:
     """Relay the stream as it arrives; returns its last few KiB (where usage is reported)."""
     headers.append((b"cache-control", b"no-cache"))
@@ -148,8 +155,10 @@ async def _relay_stream(
     tail = b""
     try:
         async for chunk in response.content.iter_any():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tail = (tail + chunk)[-STREAM_TAIL_BYTES:]
+            passed = chunk if stripper is None else stripper.feed(chunk)
+            if passed:
+                await send({"type": "http.response.body", "body": passed, "more_body": True})
     except (TimeoutError, aiohttp.ServerTimeoutError):
         failure = UpstreamTimeout(f"upstream provider '{provider}' stalled mid-stream")
     except aiohttp.ClientError as exc:
@@ -162,7 +171,8 @@ async def _relay_stream(
         event = b"\n\ndata: " + openai_error_body(failure) + b"\n\n"
         await send({"type": "http.response.body", "body": event, "more_body": False})
     else:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        rest = b"" if stripper is None else stripper.flush()
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
     return tail
 
 

@@ -7,6 +7,7 @@ bounded tail of the stream and looks there once the stream has ended.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,3 +61,65 @@ def _usage(value: Any) -> Usage | None:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+# A stream whose events never end (not SSE after all) is passed on rather than held.
+_MAX_PENDING_BYTES = 64 * 1024
+
+
+class UsageEventStripper:
+    """Drops the usage-only event of a stream whose caller did not ask for it.
+
+    The gateway asks OpenAI upstreams for ``stream_options.include_usage`` so that rate limits
+    are settled with real token counts; a caller that did not ask must not see the extra final
+    event (``"choices": []`` with ``usage``). Events are passed on whole, as soon as each one is
+    complete: nothing is held longer than the rest of an event.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        end = max((match.end() for match in _EVENT_END.finditer(data)), default=None)
+        if end is None:
+            if len(data) > _MAX_PENDING_BYTES:
+                self._pending = b""
+                return data
+            self._pending = data
+            return b""
+        complete, self._pending = data[:end], data[end:]
+        if b'"usage"' not in complete:
+            return complete
+        return b"".join(event for event in _events(complete) if not _is_usage_only(event))
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def _events(data: bytes) -> list[bytes]:
+    """Complete events, each with its terminator."""
+    events, start = [], 0
+    for match in _EVENT_END.finditer(data):
+        events.append(data[start : match.end()])
+        start = match.end()
+    return events
+
+
+def _is_usage_only(event: bytes) -> bool:
+    if b'"usage"' not in event:
+        return False
+    for line in event.splitlines():
+        if line.startswith(b"data: {"):
+            try:
+                payload = orjson.loads(line[6:])
+            except orjson.JSONDecodeError:
+                return False
+            return (
+                isinstance(payload, dict)
+                and payload.get("choices") == []
+                and payload.get("usage") is not None
+            )
+    return False

@@ -1,0 +1,187 @@
+"""Rate limits, quotas and budgets, held exactly across every gateway by the shared state store.
+
+Admission is one call to the store (one Redis round trip) after the static policy checks: the
+request's prompt tokens are counted (in a thread when long), its completion is estimated from
+``max_tokens`` (or the policy's ``default_max_tokens``), and every limit of its namespace and key
+is checked and reserved at once. After the response, the reservation is settled with the usage
+the upstream reported, in a background task: off the response path, awaited on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from aigw.config.snapshot import KeyEntry, ModelEntry
+from aigw.gateway.core.errors import GatewayError, InvalidRequest, NotReady
+from aigw.state.limits import Admission, LimitPlan, LimitStore, limit_store_for
+from aigw.tokens import counting
+
+log = logging.getLogger("aigw.gateway.limits")
+
+REDIS_ENV = "AIGW_REDIS_URL"
+FAIL_MODE_ENV = "AIGW_LIMITS_FAIL_MODE"
+TIMEOUT_ENV = "AIGW_LIMITS_TIMEOUT_MS"
+# Completion tokens reserved when neither the request nor the policy says how many.
+FALLBACK_COMPLETION_TOKENS = 1024
+_QUOTA_KINDS = frozenset(
+    {"tokens_per_day", "tokens_per_month", "spend_per_day_usd", "spend_per_month_usd"}
+)
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LimitEnforcer:
+    """One per worker: the store (Redis behind a breaker, or in-process) and pending settles."""
+
+    def __init__(self, store: LimitStore | None = None) -> None:
+        self._store = store
+        self._settling: set[asyncio.Task[None]] = set()
+
+    @property
+    def store(self) -> LimitStore:
+        if self._store is None:
+            fail_mode = os.environ.get(FAIL_MODE_ENV, "open")
+            timeout_ms = os.environ.get(TIMEOUT_ENV)
+            self._store = limit_store_for(
+                os.environ.get(REDIS_ENV) or None,
+                fail_mode="closed" if fail_mode == "closed" else "open",
+                timeout=float(timeout_ms) / 1000 if timeout_ms else None,
+            )
+        return self._store
+
+    async def admit(
+        self,
+        key: KeyEntry,
+        model: ModelEntry,
+        upstream_model: str,
+        path: str,
+        body: dict[str, Any],
+        response_headers: list[tuple[bytes, bytes]],
+    ) -> Admission | None:
+        """Check the prompt cap and every limit; reserve; add OpenAI's rate-limit headers.
+
+        Returns None when the key has no limits (no round trip at all).
+        """
+        estimate = None
+        if key.counts_tokens:
+            estimate = await estimate_tokens(key, upstream_model, path, body)
+        if not key.has_limits:
+            return None
+        tokens = estimate.prompt_tokens + estimate.completion_tokens if estimate else 0
+        cost = 0
+        if estimate is not None and model.price is not None:
+            cost = round(
+                model.price.cost(estimate.prompt_tokens, estimate.completion_tokens) * 1_000_000
+            )
+        plan = LimitPlan.for_request(
+            key.namespace,
+            key.name,
+            namespace_limits=key.namespace_limit_kinds,
+            key_limits=key.key_limit_kinds,
+            estimated_tokens=tokens,
+            estimated_cost_micro=cost,
+        )
+        admission = await self.store.admit(plan)
+        headers = admission.headers()
+        if admission.allowed:
+            response_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
+            return admission
+        raise _refusal(admission, headers)
+
+    def settle_later(self, admission: Admission, tokens: int, cost_usd: float) -> None:
+        """Correct the reservation with real usage, without holding up the response."""
+        task = asyncio.get_running_loop().create_task(
+            self._settle(admission, tokens, round(cost_usd * 1_000_000))
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, admission: Admission, tokens: int, cost_micro: int) -> None:
+        try:
+            await self.store.settle(admission, tokens, cost_micro)
+        except Exception:  # never lost silently: the lease expires, and we say so
+            log.exception("could not settle admission %s", admission.id)
+
+    async def close(self) -> None:
+        """Finish every pending settle (graceful shutdown), then close the store."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self._store is not None:
+            await self._store.close()
+
+
+async def estimate_tokens(
+    key: KeyEntry, upstream_model: str, path: str, body: dict[str, Any]
+) -> Estimate:
+    """Prompt tokens counted exactly (OpenAI models) and the completion the request may use."""
+    try:
+        if path == "/v1/chat/completions":
+            counted = await counting.count_chat_async(
+                upstream_model, body.get("messages"), body.get("tools")
+            )
+        elif path == "/v1/completions":
+            counted = await counting.count_completion_prompt_async(
+                upstream_model, body.get("prompt")
+            )
+        else:
+            counted = await counting.count_embedding_input_async(upstream_model, body.get("input"))
+        prompt = counted.tokens
+    except counting.TokenCountError:
+        prompt = 0  # content the counter cannot read: the upstream judges it, usage corrects us
+    if key.max_prompt_tokens is not None and prompt > key.max_prompt_tokens:
+        raise InvalidRequest(
+            f"the prompt is {prompt} tokens, above this key's limit of {key.max_prompt_tokens}",
+            param="messages" if path == "/v1/chat/completions" else "prompt",
+            code="prompt_too_long",
+        )
+    if path == "/v1/embeddings":
+        return Estimate(prompt, 0)
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    completion = (
+        requested
+        if isinstance(requested, int)
+        else (key.default_max_tokens or FALLBACK_COMPLETION_TOKENS)
+    )
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    return Estimate(prompt, completion * n)
+
+
+def _refusal(admission: Admission, headers: dict[str, str]) -> GatewayError:
+    if admission.unavailable:
+        return NotReady(
+            "the rate-limit store is unreachable and this gateway fails closed; try again soon",
+            code="limits_unavailable",
+        )
+    exceeded = admission.exceeded
+    assert exceeded is not None
+    error_class = QuotaExceeded if exceeded.kind in _QUOTA_KINDS else RateLimited
+    wait = (
+        f"; retry after {headers['retry-after']}s"
+        if "retry-after" in headers
+        else "; this request can never fit within it"
+    )
+    return error_class(
+        f"{exceeded.kind} limit of {exceeded.limit} reached for {exceeded.scope} "
+        f"(used {exceeded.current}, this request needs {exceeded.cost}){wait}",
+        headers=headers,
+    )

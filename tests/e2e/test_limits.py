@@ -1,0 +1,152 @@
+"""Tenant limits held exactly across two gateway processes sharing Redis (issue: policies)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import redis
+
+from tests.helpers import gateway, mock_upstream, new_key_entry
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+USER = [{"role": "user", "content": "Say hello"}]
+
+
+def _document(mock: str, policies: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict]:
+    keys = {}
+    namespaces = []
+    for name, policy in policies.items():
+        key, entry = new_key_entry("k")
+        keys[name] = key
+        namespaces.append({"name": name, "policy": policy, "keys": [entry]})
+    document = {
+        "providers": [{"name": "mock", "base_url": f"{mock}/v1"}],
+        "models": [{"name": "chat", "targets": [{"provider": "mock", "model": "gpt-4o-mini"}]}],
+        "namespaces": namespaces,
+    }
+    return document, keys
+
+
+POLICIES = {
+    "rpm": {"limits": {"requests_per_minute": 60}},
+    "tpm": {"limits": {"tokens_per_minute": 1000}},
+    "busy": {"limits": {"concurrent_requests": 5}},
+    "quota": {"limits": {"tokens_per_day": 100}},
+    "capped": {"max_prompt_tokens": 5, "limits": {"requests_per_day": 1000}},
+    "streams": {"limits": {"tokens_per_minute": 10_000}},
+}
+
+
+@pytest.fixture(scope="module")
+def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], dict]]:
+    tmp: Path = tmp_path_factory.mktemp("limits")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {"AIGW_REDIS_URL": REDIS_URL}
+    with mock_upstream(tmp, "--latency-ms", "50") as mock:
+        document, keys = _document(mock, POLICIES)
+        with gateway(tmp, document, env=env) as first, gateway(tmp, document, env=env) as second:
+            yield [first, second], keys
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+async def _burst(urls: list[str], key: str, count: int, **body: Any) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=400)) as client:
+
+        async def one(index: int) -> httpx.Response:
+            return await client.post(
+                f"{urls[index % len(urls)]}/v1/chat/completions",
+                json={"model": "chat", "messages": USER, **body},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def _statuses(responses: list[httpx.Response]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for response in responses:
+        counts[response.status_code] = counts.get(response.status_code, 0) + 1
+    return counts
+
+
+async def test_rpm_60_holds_exactly_across_two_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    responses = await _burst(urls, keys["rpm"], 200)
+    assert _statuses(responses) == {200: 60, 429: 140}
+    refused = next(r for r in responses if r.status_code == 429)
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+    assert int(refused.headers["retry-after"]) >= 1
+    served = next(r for r in responses if r.status_code == 200)
+    assert served.headers["x-ratelimit-limit-requests"] == "60"
+    assert int(served.headers["x-ratelimit-remaining-requests"]) < 60
+
+
+async def test_tpm_reserves_prompt_plus_max_tokens_exactly(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    # Each request reserves its prompt (11 tokens for this chat) plus max_tokens 89 = 100.
+    responses = await _burst(urls, keys["tpm"], 30, max_tokens=89)
+    assert _statuses(responses) == {200: 10, 429: 20}
+    served = next(r for r in responses if r.status_code == 200)
+    assert served.headers["x-ratelimit-limit-tokens"] == "1000"
+
+
+async def test_concurrency_limit_holds_across_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    responses = await _burst(urls, keys["busy"], 40)
+    assert _statuses(responses)[200] == 5
+    # Slots are released when answers finish: the next wave gets five more.
+    assert _statuses(await _burst(urls, keys["busy"], 40))[200] == 5
+
+
+async def test_token_quota_is_insufficient_quota_and_settles_with_real_usage(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    # Reserve 11 + 40 = 51 of 100; the mock answers 16 tokens, so 27 are used once settled.
+    first = (await _burst(urls[:1], keys["quota"], 1, max_tokens=40))[0]
+    assert first.status_code == 200
+    await asyncio.sleep(0.5)  # the settle runs after the response
+    second = (await _burst(urls[1:], keys["quota"], 1, max_tokens=40))[0]
+    assert second.status_code == 200  # 27 + 51 <= 100: possible only after the correction
+    third = (await _burst(urls, keys["quota"], 1, max_tokens=60))[0]
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "insufficient_quota"
+
+
+async def test_prompt_token_cap_is_a_400(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    response = (await _burst(urls, keys["capped"], 1))[0]
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "prompt_too_long"
+
+
+def test_streams_settle_with_real_usage_without_showing_it_unasked(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    urls, keys = two_gateways
+    with openai.OpenAI(base_url=f"{urls[0]}/v1", api_key=keys["streams"]) as client:
+        chunks = list(
+            client.chat.completions.create(model="chat", messages=USER, stream=True, max_tokens=7)
+        )
+        assert all(chunk.choices for chunk in chunks)  # no usage-only chunk: it was not asked for
+        asked = list(
+            client.chat.completions.create(
+                model="chat",
+                messages=USER,
+                stream=True,
+                max_tokens=7,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert asked[-1].choices == [] and asked[-1].usage is not None
+        reported = asked[-1].usage.total_tokens
+    limits = redis.Redis.from_url(REDIS_URL)
+    # Both streams were settled to the size the upstream reported, not to the reservation
+    # (prompt + max_tokens 7): the gateway asked for the usage the first caller did not.
+    used = 0
+    for key in limits.scan_iter("aigw:lim:{ns:streams}:ns:streams:tpm"):
+        used = sum(int(v) for f, v in limits.hgetall(key).items() if f.isdigit())
+    assert used == 2 * reported
