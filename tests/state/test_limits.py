@@ -778,7 +778,8 @@ def test_the_store_for_a_deployment() -> None:
     assert isinstance(limit_store_for(None), MemoryLimitStore)
     store = limit_store_for(REDIS_URL, fail_mode="closed")
     assert isinstance(store, BreakerLimitStore) and store.fail_mode == "closed"
-    assert isinstance(store.primary, RedisLimitStore) and store.timeout == 0.05
+    assert isinstance(store.primary, RedisLimitStore) and store.timeout == 0.25
+    assert limit_store_for(REDIS_URL, timeout=0.1).timeout == 0.1  # type: ignore[attr-defined]
 
 
 # -- the plan ---------------------------------------------------------------------------------
