@@ -29,7 +29,8 @@ GATEWAY_TOKEN_FILE = "gateway-token"
 
 
 def _workers_default() -> int:
-    return os.cpu_count() or 1
+    # Without Redis, rate limits and quotas live in the worker's memory: exact only in one process.
+    return (os.cpu_count() or 1) if os.environ.get("AIGW_REDIS_URL") else 1
 
 
 host_option = click.option(
@@ -52,7 +53,7 @@ workers_option = click.option(
     "--workers",
     envvar="AIGW_WORKERS",
     default=_workers_default,
-    show_default="one per CPU core",
+    show_default="one per CPU core with AIGW_REDIS_URL, else 1",
     show_envvar=True,
     type=click.IntRange(1, 256),
     help="Gateway worker processes.",

@@ -93,7 +93,18 @@ def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None)
             {
                 "name": DEMO_NAMESPACE,
                 "description": "made by `aigw serve --demo`",
-                "policy": {"models": {"allow": ["*"], "deny": []}},
+                # Example limits a newcomer can watch work (x-ratelimit-* headers, then 429s).
+                "policy": {
+                    "models": {"allow": ["*"], "deny": []},
+                    "limits": {
+                        "requests_per_minute": 60,
+                        "tokens_per_minute": 100_000,
+                        "concurrent_requests": 20,
+                        "tokens_per_day": 5_000_000,
+                        "spend_per_day_usd": 10.0,
+                    },
+                    "max_tokens": 4096,
+                },
                 "keys": [
                     {"name": "demo", "key_hash": hash_key(key), "prefix": display_prefix(key)}
                 ],

@@ -41,6 +41,13 @@ def run_gateway(
         os.environ[CENTER_ENV] = config_center
         os.environ.pop(CONFIG_ENV, None)
         os.environ.update(follower_env or {})
+    if workers > 1 and not os.environ.get("AIGW_REDIS_URL"):
+        print(
+            f"warning: {workers} gateway workers without AIGW_REDIS_URL: rate limits, quotas and "
+            "budgets are counted per worker process, so each is effectively multiplied by "
+            f"{workers}; set AIGW_REDIS_URL to share them",
+            file=sys.stderr,
+        )
     _serve("aigw.gateway.core.init:create_app", host, port, workers)
 
 

@@ -108,6 +108,20 @@ class LimitEnforcer:
             return admission
         raise _refusal(admission, headers)
 
+    def describe(self) -> dict[str, Any]:
+        """For /readyz: where limits are counted, and the Redis breaker's state."""
+        store = self._store
+        if store is None:
+            return {"store": "not used yet"}
+        breaker = getattr(store, "state", None)
+        if breaker is None:
+            return {"store": "memory"}
+        return {
+            "store": "redis",
+            "breaker": breaker,
+            "fail_open_admissions": getattr(store, "fail_open_admissions", 0),
+        }
+
     def settle_later(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Correct the reservation with real usage, without holding up the response."""
         task = asyncio.get_running_loop().create_task(

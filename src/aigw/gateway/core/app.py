@@ -218,6 +218,7 @@ class GatewayApp:
             body = {"status": "ready", "config_version": self._ready_snapshot().version}
             if self.config_center_version is not None:
                 body["config_center_version"] = self.config_center_version
+            body["limits"] = self.limits.describe()
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             snapshot = self._ready_snapshot()
             key = match_namespace(scope, snapshot)
