@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,39 @@ def test_streams_settle_with_real_usage_without_showing_it_unasked(two_gateways)
     for key in limits.scan_iter("aigw:lim:{ns:streams}:ns:streams:tpm"):
         used = sum(int(v) for f, v in limits.hgetall(key).items() if f.isdigit())
     assert used == 2 * reported
+
+
+def test_quota_and_budget_survive_a_gateway_restart(tmp_path: Path) -> None:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    key, entry = new_key_entry("k")
+    env = {"AIGW_REDIS_URL": REDIS_URL}
+    with mock_upstream(tmp_path) as mock:
+        document = {
+            "providers": [{"name": "mock", "base_url": f"{mock}/v1"}],
+            "models": [{"name": "chat", "targets": [{"provider": "mock", "model": "m"}]}],
+            # $1 per token in and out; the mock answers 16 completion tokens by default.
+            "prices": [{"model": "chat", "input_per_million": 1e6, "output_per_million": 1e6}],
+            "namespaces": [
+                {"name": "b", "policy": {"limits": {"spend_per_day_usd": 60}}, "keys": [entry]}
+            ],
+        }
+
+        def ask(url: str) -> httpx.Response:
+            return httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "chat", "messages": USER, "max_tokens": 16},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+
+        with gateway(tmp_path, document, env=env) as first:
+            # Reserve 11 prompt + 16 completion = $27; the mock reports 5 + 16 = $21 used.
+            assert ask(first).status_code == 200
+            time.sleep(0.5)  # the settle runs after the response
+            assert ask(first).status_code == 200  # $21 + $27 <= $60
+        with gateway(tmp_path, document, env=env) as second:  # a new process, same Redis
+            time.sleep(0.5)
+            refused = ask(second)  # $42 used + $27 reserved > $60: the budget holds
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "insufficient_quota"
+    redis.Redis.from_url(REDIS_URL).flushdb()
