@@ -36,9 +36,9 @@ database_url = database_fixture(scope="function")
 MASTER_KEY = "config-center-test-master-key"
 SECRET = "sk-live-PLAINTEXT-credential-0123456789abcdef"
 OTHER_SECRET = "sk-live-ROTATED-credential-9876543210fedcba"
-# MariaDB's DATETIME keeps whole seconds; the others keep microseconds.
+# Timestamps: microseconds everywhere since DATETIME(6) on MariaDB; slack for slow machines.
 CLOCK_SLACK = timedelta(seconds=2)
-APP_TABLES = {"admin_users", "admin_tokens", "audit_events", "config_versions"}
+APP_TABLES = {"admin_users", "admin_tokens", "audit_events", "config_versions", "usage_daily"}
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from aigw import __version__
 from aigw.config.loader import ConfigError
 from aigw.config.secrets import SecretBox
+from aigw.config_center.accounting import UsageLedger
 from aigw.config_center.api.usage import setup_realtime
 from aigw.config_center.db.engine import make_engine, migrate, sessions
 from aigw.config_center.errors import ApiError
@@ -37,6 +38,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         app.state.store = ConfigStore(maker, SecretBox(settings.master_key))
         app.state.users = UserService(maker, settings.session_ttl_seconds)
         realtime = setup_realtime(app, settings)
+        app.state.ledger = UsageLedger(maker)
         app.state.feed = VersionFeed(app.state.store, settings.redis_url)
         await app.state.feed.start()
         try:

@@ -9,6 +9,14 @@ counters, where ``minute`` is the Unix time in seconds of the minute's start (UT
 name. Batches are additive: merging two adds their counters. That is what makes "never drop"
 cheap for the gateways: a batch that failed to flush is merged back into the next one.
 
+A batch may also hold entries of the write-only dimension ``"namespace_model"`` (:data:`PAIR`)
+whose name is ``"{namespace}/{model}"`` (:func:`pair_name`; ``model`` is empty for a request
+without one, and a namespace name cannot contain ``/``). Gateways that follow a config center
+send only these: the config center keeps them per day in SQL (``config_center/accounting.py``)
+and the stores below count each one for its namespace and, when it has one, its model, so the
+namespace and model series are the same as from the two separate entries. They cannot be
+queried here.
+
 The stores
 ----------
 Both stores answer the same :class:`RealtimeStore` interface (one contract test suite runs
@@ -50,6 +58,8 @@ if TYPE_CHECKING:
 Dimension = Literal["namespace", "model"]
 Resolution = Literal["minute", "day"]
 DIMENSIONS: tuple[Dimension, ...] = ("namespace", "model")
+PAIR = "namespace_model"
+"""The write-only dimension of per-(namespace, model) entries, named ``namespace/model``."""
 RESOLUTIONS: tuple[Resolution, ...] = ("minute", "day")
 
 MINUTE = 60
@@ -133,8 +143,11 @@ class UsageBatch(dict[Key, UsageCounters]):
                 mine.add(counters)
         return self
 
-    def requests(self, dimension: str = "namespace") -> int:
-        return sum(c.requests for (_, d, _), c in self.items() if d == dimension)
+    def requests(self, dimension: str | None = None) -> int:
+        """Requests in ``dimension``; by default every request once (namespace and pair entries,
+        since each request has exactly one of them)."""
+        wanted = (dimension,) if dimension is not None else ("namespace", PAIR)
+        return sum(c.requests for (_, d, _), c in self.items() if d in wanted)
 
     def chunks(self, size: int) -> Iterator[UsageBatch]:
         chunk = UsageBatch()
@@ -229,6 +242,30 @@ def check_dimension(dimension: str) -> None:
         raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}, not {dimension!r}")
 
 
+def pair_name(namespace: str, model: str | None) -> str:
+    """The name of a :data:`PAIR` entry: ``namespace/model`` (``namespace/`` without a model)."""
+    return f"{namespace}/{model or ''}"
+
+
+def split_pair(name: str) -> tuple[str, str]:
+    """``(namespace, model)`` of a :data:`PAIR` entry's name (``model`` may be empty)."""
+    namespace, slash, model = name.partition("/")
+    if not slash or not namespace:
+        raise ValueError(f"a {PAIR} name is 'namespace/model' (model may be empty), not {name!r}")
+    return namespace, model
+
+
+def _dimensions(dimension: str, name: str) -> tuple[tuple[str, str], ...]:
+    """The (dimension, name) series an entry counts for."""
+    if dimension == PAIR:
+        namespace, model = split_pair(name)
+        if model:
+            return (("namespace", namespace), ("model", model))
+        return (("namespace", namespace),)
+    check_dimension(dimension)
+    return ((dimension, name),)
+
+
 def epoch(moment: datetime) -> float:
     """Unix seconds of ``moment``; a naive datetime is taken as UTC."""
     if moment.tzinfo is None:
@@ -274,18 +311,19 @@ def plan(batch: Mapping[Key, UsageCounters], now: float) -> Plan:
     """The batch summed per (resolution, bucket start) -> (dimension, name); expired skipped."""
     buckets: Plan = {}
     for (minute, dimension, name), counters in batch.items():
-        check_dimension(dimension)
+        series = _dimensions(dimension, name)
         if minute % MINUTE:
             raise ValueError(f"minute {minute} is not the start of a minute")
         for resolution, start in (("minute", minute), ("day", minute - minute % DAY)):
             if not alive(resolution, start, now):
                 continue
             entries = buckets.setdefault((resolution, start), {})
-            mine = entries.get((dimension, name))
-            if mine is None:
-                entries[(dimension, name)] = counters.copy()
-            else:
-                mine.add(counters)
+            for key in series:
+                mine = entries.get(key)
+                if mine is None:
+                    entries[key] = counters.copy()
+                else:
+                    mine.add(counters)
     return buckets
 
 

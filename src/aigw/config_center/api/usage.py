@@ -1,31 +1,42 @@
-"""Realtime usage: gateways write it, the dashboard reads it.
+"""Usage: gateways write it, the dashboard reads it, the ledger keeps it.
 
 - ``POST /internal/v1/usage`` (gateway token, like the config feed): a gateway worker's batch of
-  counters ``{"items": [{"minute", "dimension", "name", <counters>}]}``, added to the realtime
-  store. Gateways configured with ``AIGW_REDIS_URL`` write to Redis directly instead.
+  counters ``{"items": [{"minute", "dimension", "name", <counters>}]}``. It is added to the
+  realtime store, then to the durable ledger in SQL (``config_center/accounting.py``: the
+  ``namespace_model`` entries, per day). If either fails the answer is 503 and the gateway keeps
+  the batch and sends it again: nothing is lost, and a batch whose realtime part went in before
+  the ledger failed is counted twice in the realtime series (at-least-once). Gateways following
+  a config center always send here; only gateways serving a static file with ``AIGW_REDIS_URL``
+  write to Redis directly (and have no ledger).
 - ``GET /api/v1/usage/series`` and ``GET /api/v1/usage/top`` (viewer): per-minute or per-day
   series of one namespace or model, and the busiest namespaces or models of the last minutes.
-  A namespace admin may only read ``dimension=namespace&name=<its namespace>``.
+- ``GET /api/v1/usage/daily`` (viewer): pages of the ledger's rows (day, namespace, model).
+  A namespace admin may only read ``namespace=<its namespace>`` (``dimension=namespace&name=...``
+  for the realtime routes).
 
-The store is ``app.state.realtime`` (:func:`setup_realtime`): Redis when the config center has
-``AIGW_REDIS_URL``, else in process (one worker only: each worker would hold its own counters).
+The realtime store is ``app.state.realtime`` (:func:`setup_realtime`): Redis when the config
+center has ``AIGW_REDIS_URL``, else in process (one worker only: each worker would hold its own
+counters). The ledger is ``app.state.ledger``.
 """
 
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime, timedelta
+import logging
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aigw.config_center.accounting import MAX_LIMIT, DailyRow, UsageLedger
 from aigw.config_center.auth import Principal, viewer
 from aigw.config_center.errors import ApiError, Forbidden, Unauthenticated
 from aigw.config_center.settings import CenterSettings
 from aigw.state.realtime import (
     COUNTERS,
     MAX_MINUTE_BUCKETS,
+    PAIR,
     STEP,
     MemoryRealtimeStore,
     RealtimeStore,
@@ -35,16 +46,29 @@ from aigw.state.realtime import (
     UsageCounters,
 )
 
+log = logging.getLogger("aigw.config_center.usage")
+
 MAX_ITEMS = 10_000
 """Entries in one POST (gateways send at most 5,000 at a time)."""
 DEFAULT_BUCKETS = {"minute": 60, "day": 30}
 """Buckets a series covers when the range is not given: the last hour, or the last 30 days."""
 COUNTER_MAX = 2**63 - 1  # Redis HINCRBY works on signed 64-bit integers
+NAMESPACE_MAX, MODEL_MAX = 128, 256  # the configuration schema's limits, and the ledger's columns
+DEFAULT_DAYS = 30
+"""Days a daily query covers when the range is not given: the last 30, today included."""
 
 
 class InvalidQuery(ApiError):
     status = 422
     type = "invalid_request"
+
+
+class Unavailable(ApiError):
+    status = 503
+    type = "unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 def setup_realtime(app: FastAPI, settings: CenterSettings) -> RealtimeStore:
@@ -86,8 +110,12 @@ class UsageItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     minute: int = Field(ge=0, description="Unix seconds of the minute's start (UTC).")
-    dimension: Literal["namespace", "model"]
-    name: str = Field(min_length=1, max_length=256)
+    dimension: Literal["namespace", "model", "namespace_model"] = Field(
+        description="namespace_model: one namespace's use of one model, named 'namespace/model' "
+        "('namespace/' for requests without a model); counted for both series and kept per day "
+        "in the ledger."
+    )
+    name: str = Field(min_length=1, max_length=NAMESPACE_MAX + 1 + MODEL_MAX)
     requests: Counter = 0
     errors: Counter = 0
     prompt_tokens: Counter = 0
@@ -102,6 +130,20 @@ class UsageItem(BaseModel):
             raise ValueError("must be the start of a minute (a multiple of 60)")
         return value
 
+    @model_validator(mode="after")
+    def _name_fits(self) -> UsageItem:
+        if self.dimension != PAIR:
+            if len(self.name) > MODEL_MAX:
+                raise ValueError(f"name: at most {MODEL_MAX} characters")
+            return self
+        namespace, slash, model = self.name.partition("/")
+        if not slash or not 1 <= len(namespace) <= NAMESPACE_MAX or len(model) > MODEL_MAX:
+            raise ValueError(
+                f"name: a {PAIR} name is 'namespace/model' (namespace 1-{NAMESPACE_MAX} "
+                f"characters, model at most {MODEL_MAX}, empty for requests without one)"
+            )
+        return self
+
 
 class UsagePost(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,13 +153,44 @@ class UsagePost(BaseModel):
 
 @router.post("/internal/v1/usage", dependencies=[Depends(gateway)], tags=["gateway feed"])
 async def add_usage(request: Request, body: UsagePost) -> dict[str, int]:
-    """Add a gateway worker's counters to the realtime store."""
+    """Add a gateway worker's counters to the realtime store, then to the durable ledger.
+
+    503 when either cannot take them: the gateway keeps the batch and sends it again (so the
+    realtime series may count a batch twice; the ledger only ever commits a batch whole)."""
     batch = UsageBatch()
     for item in body.items:
         counters = UsageCounters(*(getattr(item, c) for c in COUNTERS))
         batch.add(item.minute, item.dimension, item.name, counters)
-    await _store(request).add(batch)
+    try:
+        await _store(request).add(batch)
+    except Exception as exc:
+        _outage("realtime store", exc)
+        raise Unavailable(f"the realtime usage store is unavailable ({exc}); retry") from None
+    ledger: UsageLedger = request.app.state.ledger
+    try:
+        await ledger.add(batch)
+    except Exception as exc:
+        _outage("usage ledger", exc)
+        raise Unavailable(
+            f"the usage ledger is unavailable ({type(exc).__name__}); retry"
+        ) from None
+    _recovered()
     return {"accepted": len(body.items)}
+
+
+_down: set[str] = set()
+
+
+def _outage(what: str, exc: Exception) -> None:
+    if what not in _down:  # once per outage; the gateways retry every few seconds
+        _down.add(what)
+        log.warning("usage: the %s failed (%s: %s); answering 503", what, type(exc).__name__, exc)
+
+
+def _recovered() -> None:
+    if _down:
+        log.warning("usage: %s working again", " and ".join(sorted(_down)))
+        _down.clear()
 
 
 # -- read by the dashboard ------------------------------------------------------------------------
@@ -207,4 +280,61 @@ async def top(
         "dimension": dimension,
         "minutes": minutes,
         "items": [{"name": e.name, **e.counters.as_dict()} for e in entries],
+    }
+
+
+def _day_range(start: date | None, end: date | None) -> tuple[date, date]:
+    """Both days included; by default the last 30 days (UTC), today included."""
+    span = timedelta(days=DEFAULT_DAYS - 1)
+    if end is None:
+        end = start + span if start is not None else datetime.now(UTC).date()
+    return (start if start is not None else end - span), end
+
+
+def _row(row: DailyRow) -> dict[str, Any]:
+    return {
+        "day": row.day.isoformat(),
+        "namespace": row.namespace,
+        "model": row.model,
+        **row.counters.as_dict(),
+    }
+
+
+@router.get("/api/v1/usage/daily")
+async def daily(
+    request: Request,
+    namespace: str | None = Query(None, min_length=1, max_length=NAMESPACE_MAX),
+    model: str | None = Query(
+        None, max_length=MODEL_MAX, description="'' (model=) for requests without a model"
+    ),
+    start: date | None = Query(None, description="First day (UTC), YYYY-MM-DD"),
+    end: date | None = Query(
+        None, description="Last day (UTC, included); default: today, or start + 29 days"
+    ),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    principal: Principal = Depends(viewer),
+) -> dict[str, Any]:
+    """The durable ledger: one row per UTC day, namespace and model (at most 400 days), ordered
+    by day, namespace and model, a page at a time; ``sum`` adds up every matching row."""
+    if principal.role == "namespace_admin" and (
+        namespace is None or not principal.can_read(namespace)
+    ):
+        raise Forbidden("namespace admins can only read the usage of their own namespace")
+    ledger: UsageLedger = request.app.state.ledger
+    try:
+        first, last = _day_range(start, end)
+        page = await ledger.daily(namespace, model, first, last, offset, limit)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidQuery(str(exc)) from None
+    return {
+        "namespace": namespace,
+        "model": model,
+        "start": first.isoformat(),
+        "end": last.isoformat(),
+        "items": [_row(r) for r in page.items],
+        "total": page.total,
+        "offset": offset,
+        "limit": limit,
+        "sum": page.sum.as_dict(),
     }

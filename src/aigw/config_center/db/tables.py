@@ -5,16 +5,18 @@ is a new row whose primary key is the previous head plus one, so two concurrent 
 both commit on the same base (the second insert violates the key and gets a 409), on SQLite,
 MySQL/MariaDB and PostgreSQL alike, without locks. Rollback, diff and export then fall out of it.
 Admin users and their sessions are control-plane data, not gateway configuration, and live in
-their own tables.
+their own tables. ``usage_daily`` is the durable accounting ledger (see
+``config_center/accounting.py``): one row of additive counters per UTC day, namespace and model.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
@@ -38,6 +40,15 @@ NAMING = {
 Blob = LargeBinary(length=2**31 - 1)
 # MySQL/MariaDB keep whole seconds unless asked for microseconds.
 Timestamp = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def name_type(length: int) -> String:
+    """A name compared byte for byte: MySQL/MariaDB's default collations ignore case, which
+    would merge "GPT-4o" and "gpt-4o" in a key. The limits keep a three-part key of names within
+    InnoDB's 3,072 bytes in utf8mb4."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
 
 
 class Base(DeclarativeBase):
@@ -90,3 +101,20 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(256))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class UsageDaily(Base):
+    """Usage per UTC day, namespace and model ('' for requests refused before a model was
+    resolved). Counters only ever grow: each batch a gateway sends is added with one upsert."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    namespace: Mapped[str] = mapped_column(name_type(128), primary_key=True)
+    model: Mapped[str] = mapped_column(name_type(256), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_micro_usd: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_total: Mapped[int] = mapped_column(BigInteger)

@@ -1,13 +1,19 @@
 """Usage counters of one gateway worker, flushed off the request path into the realtime store.
 
 ``record_request`` (``metrics.py``) hands every finished request to :meth:`UsageRecorder.record`:
-a synchronous O(1) update of an in-memory :class:`UsageBatch` (two entries: the request's
-namespace and its model, in the minute it finished). A background task, started lazily on the
-first record, flushes the batch every second to a sink:
+a synchronous O(1) update of an in-memory :class:`UsageBatch`, in the minute the request
+finished. A background task, started lazily on the first record, flushes the batch every second
+(``AIGW_USAGE_FLUSH_SECONDS``) to a sink:
 
-- :class:`RedisSink` when ``AIGW_REDIS_URL`` is set: one pipelined round trip to Redis;
-- :class:`HttpSink` when ``AIGW_CONFIG_CENTER`` is set: ``POST /internal/v1/usage`` to the config
-  center with ``Authorization: Bearer $AIGW_GATEWAY_TOKEN``;
+- :class:`HttpSink` when ``AIGW_CONFIG_CENTER`` is set (with ``AIGW_GATEWAY_TOKEN``), whether or
+  not ``AIGW_REDIS_URL`` is: ``POST /internal/v1/usage`` to the config center, which adds the
+  batch to its realtime store (Redis or memory) *and* to the durable per-day ledger in SQL
+  (``config_center/accounting.py``). The batch then holds one entry per (minute, namespace,
+  model) (dimension ``namespace_model``), from which the config center derives the namespace and
+  model series;
+- :class:`RedisSink` when only ``AIGW_REDIS_URL`` is set (a gateway serving a static file: there
+  is no database in that deployment, so usage is realtime only): one pipelined round trip to
+  Redis. The batch holds two entries per request, its namespace and its model;
 - otherwise nothing reads the counters, so nothing is kept (:class:`NullRecorder`).
 
 Requests without a namespace (refused before a key matched, health checks) are not counted here;
@@ -18,14 +24,16 @@ doubling up to ``max_backoff``; the failure is logged once per outage and the re
 Delivery is at-least-once (a flush whose answer is lost may be counted twice).
 
 Memory bound: the batch has one entry per (minute, dimension, name), so during an outage it grows
-by (active namespaces + active models) entries a minute, about 300 bytes each, whatever the
-request rate. Above ``max_entries`` (default 50,000, ~15 MB) it is compacted: entries whose minute
-bucket has expired (older than 48 h) fold into their day, then entries older than the current
-minute fold into their hour. Counters are never lost by compaction, only minute resolution.
-After compaction the batch holds at most ``names x (48 + days of outage)`` entries.
+by (active namespaces + active models, or active namespace/model pairs) entries a minute, about
+300 bytes each, whatever the request rate. Above ``max_entries`` (default 50,000, ~15 MB) it is
+compacted: entries whose minute bucket has expired (older than 48 h) fold into their day, then
+entries older than the current minute fold into their hour. Counters are never lost by
+compaction, only minute resolution. After compaction the batch holds at most
+``names x (48 + days of outage)`` entries.
 
 ``await recorder.close()`` stops the task and makes a last flush (bounded by a timeout); the
-gateway calls :func:`close_default_recorder` on shutdown.
+gateway calls :func:`close_default_recorder` on shutdown (granian runs the ASGI lifespan
+shutdown of every worker on SIGTERM/SIGINT), so a gateway that stops delivers its last counts.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import orjson
 
 from aigw.state.realtime import (
     DEFAULT_PREFIX,
+    PAIR,
     RedisRealtimeStore,
     UsageBatch,
     UsageCounters,
@@ -57,10 +66,16 @@ log = logging.getLogger("aigw.gateway.usage")
 REDIS_URL_ENV = "AIGW_REDIS_URL"
 CENTER_ENV = "AIGW_CONFIG_CENTER"
 TOKEN_ENV = "AIGW_GATEWAY_TOKEN"
+FLUSH_ENV = "AIGW_USAGE_FLUSH_SECONDS"
 USAGE_PATH = "/internal/v1/usage"
+DEFAULT_INTERVAL = 1.0
 
 
 class UsageSink(Protocol):
+    """Where a recorder's batches go. A sink whose receiver keeps the durable ledger sets the
+    class attribute ``pairs = True``: the recorder then keeps one entry per (minute, namespace,
+    model) (dimension ``namespace_model``) instead of two per request (namespace, model)."""
+
     async def send(self, batch: UsageBatch) -> None:
         """Deliver the whole batch or raise (:class:`DeliveryError` when only part was)."""
 
@@ -85,6 +100,8 @@ def _redact(url: str) -> str:
 
 
 class RedisSink:
+    pairs = False
+
     def __init__(self, store: RedisRealtimeStore) -> None:
         self.store = store
 
@@ -99,7 +116,12 @@ class RedisSink:
 
 
 class HttpSink:
-    """POSTs the batch to the config center, in chunks of at most ``chunk_size`` entries."""
+    """POSTs the batch to the config center, in chunks of at most ``chunk_size`` entries.
+
+    The config center keeps the per-(namespace, model) entries in SQL as well, so this sink asks
+    the recorder for them (``pairs``)."""
+
+    pairs = True
 
     def __init__(
         self, center_url: str, token: str, *, timeout: float = 5.0, chunk_size: int = 5000
@@ -167,6 +189,7 @@ class UsageRecorder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sink = sink
+        self.pairs = bool(getattr(sink, "pairs", False))
         self.interval = interval
         self.max_backoff = max_backoff
         self.max_entries = max_entries
@@ -196,12 +219,15 @@ class UsageRecorder:
             round(record.duration_ms),
         )
         batch = self.batch
-        key = (minute, "namespace", namespace)
+        if self.pairs:  # one entry, named as state.realtime.pair_name does
+            key = (minute, PAIR, f"{namespace}/{record.model or ''}")
+        else:
+            key = (minute, "namespace", namespace)
         counters = batch.get(key)
         if counters is None:
             counters = batch[key] = UsageCounters()
         _count(counters, *values)
-        if record.model is not None:
+        if record.model is not None and not self.pairs:
             key = (minute, "model", record.model)
             counters = batch.get(key)
             if counters is None:
@@ -354,17 +380,51 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
-    """Redis if ``AIGW_REDIS_URL``, else the config center if ``AIGW_CONFIG_CENTER``, else none."""
+    """Where this worker's usage goes (see the module doc).
+
+    A gateway following a config center (``AIGW_CONFIG_CENTER`` and ``AIGW_GATEWAY_TOKEN``) always
+    sends to it, even with ``AIGW_REDIS_URL``: only the config center writes the durable ledger.
+    A gateway serving a static file with ``AIGW_REDIS_URL`` writes the realtime series to Redis
+    (there is no database in that deployment). Without either, nothing is kept.
+    """
+    interval = _interval(env.get(FLUSH_ENV))
     redis_url = env.get(REDIS_URL_ENV)
-    if redis_url:
-        return UsageRecorder(RedisSink(RedisRealtimeStore(redis_url, DEFAULT_PREFIX)))
     center = env.get(CENTER_ENV)
     if center:
         token = env.get(TOKEN_ENV)
         if token:
-            return UsageRecorder(HttpSink(center, token))
-        log.warning("usage: %s is set but %s is not: usage is not recorded", CENTER_ENV, TOKEN_ENV)
+            return UsageRecorder(HttpSink(center, token), interval=interval)
+        log.warning(
+            "usage: %s is set but %s is not: usage cannot reach the config center%s",
+            CENTER_ENV,
+            TOKEN_ENV,
+            " and goes to Redis only (realtime, not the durable ledger)"
+            if redis_url
+            else " and is not recorded",
+        )
+    if redis_url:
+        return UsageRecorder(
+            RedisSink(RedisRealtimeStore(redis_url, DEFAULT_PREFIX)), interval=interval
+        )
     return NullRecorder()
+
+
+def _interval(value: str | None) -> float:
+    if not value:
+        return DEFAULT_INTERVAL
+    try:
+        interval = float(value)
+    except ValueError:
+        interval = 0.0
+    if not 0 < interval <= 3600:
+        log.warning(
+            "usage: %s=%r is not a number of seconds in (0, 3600]; using %s",
+            FLUSH_ENV,
+            value,
+            DEFAULT_INTERVAL,
+        )
+        return DEFAULT_INTERVAL
+    return interval
 
 
 recorder: UsageRecorder | NullRecorder | None = None
