@@ -11,7 +11,8 @@ queries that finished inside its own measurement window.
 
 ``burn``: a CPU burner with no I/O at all, the control for "is it CPU contention or coupling?".
 It spins pure Python arithmetic so as to use ``--cores`` (at most 1) of CPU time: it tracks its
-own CPU time against ``cores x elapsed`` and spins while behind, sleeps while ahead.
+own CPU time against ``cores x elapsed`` and spins while behind, sleeps while ahead, so on a busy
+machine it competes for the CPU until it has had its share (up to :data:`MAX_DEBT` behind).
 
 Both run until SIGTERM (default action: exit at once; every client line is already flushed).
 """
@@ -25,11 +26,14 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 KINDS = ("top-namespace", "top-model", "series-model")
+MAX_DEBT = 0.5
+"""CPU seconds the burner may fall behind its share and still catch up (by spinning longer)."""
 
 
 def query_path(kind: str, serial: int, models: int) -> str:
@@ -57,6 +61,8 @@ def _iso(moment: datetime) -> str:
 async def _client_loop(
     session: aiohttp.ClientSession, base: str, token: str, index: int, models: int, out: IO[str]
 ) -> None:
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {token}"}
     serial = index
     while True:
@@ -71,21 +77,21 @@ async def _client_loop(
         except (aiohttp.ClientError, TimeoutError):
             await asyncio.sleep(0.1)  # refused or cut: do not spin on a dead server
         out.write(f"{kind} {started:.6f} {time.monotonic() - started:.6f} {status} {size}\n")
-        out.flush()
         serial += 1
 
 
-async def run_client(base: str, token: str, concurrency: int, models: int, out_path: str) -> None:
+async def run_client(base: str, token: str, concurrency: int, models: int, out: IO[str]) -> None:
+    import aiohttp  # here, not at the top: the burner must start light
+
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    with open(out_path, "a", buffering=1) as out:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            await asyncio.gather(
-                *(
-                    _client_loop(session, base.rstrip("/"), token, i, models, out)
-                    for i in range(concurrency)
-                )
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        await asyncio.gather(
+            *(
+                _client_loop(session, base.rstrip("/"), token, i, models, out)
+                for i in range(concurrency)
             )
+        )
 
 
 def burn(cores: float) -> None:
@@ -96,9 +102,9 @@ def burn(cores: float) -> None:
     while True:
         elapsed = time.monotonic() - start_wall
         behind = cores * elapsed - (time.process_time() - start_cpu)
-        if behind > 0.05:  # starved for a while (the machine is busy): do not burst to catch up
-            start_cpu += behind - 0.05
-            behind = 0.05
+        if behind > MAX_DEBT:  # starved for long (the machine is busy): forget the older debt
+            start_cpu += behind - MAX_DEBT
+            behind = MAX_DEBT
         if behind > 0:
             until = time.monotonic() + 0.001
             while time.monotonic() < until:
@@ -123,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = os.environ.get("AIGW_ADMIN_TOKEN", "")
         if not token:
             parser.error("set AIGW_ADMIN_TOKEN")
-        asyncio.run(run_client(args.url, token, args.concurrency, args.models, args.out))
+        with open(args.out, "a", buffering=1) as out:  # line-buffered: every line is flushed
+            asyncio.run(run_client(args.url, token, args.concurrency, args.models, out))
     else:
         burn(args.cores)
     return 0
