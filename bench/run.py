@@ -2,11 +2,14 @@
 
 Everything runs on 127.0.0.1 with free ports:
 
-    wrk --> nginx                    (direct: the baseline)
-    wrk --> aigw gateway --> nginx   (through the gateway)
+    wrk --> nginx                                   (direct: the baseline)
+    wrk --> aigw gateway --> nginx                  (gateway: the foundation gateway)
+    wrk --> aigw gateway --> nginx, limits in Redis (policy: the full policy chain)
 
 nginx answers ``POST /v1/chat/completions`` with a canned chat.completion, so the upstream costs
-next to nothing and the difference between the two runs is the gateway. See docs/benchmarks.md.
+next to nothing and the difference between the runs is the gateway. The policy scenario (its
+configuration, its Redis witness and its report) lives in :mod:`bench.policy`. See
+docs/benchmarks.md.
 
 Layout: process management (:class:`Processes`), the wrk-output parser (:func:`parse_wrk`, a pure
 function), the measurement steps, and reporting (:func:`print_report`, :func:`write_json`).
@@ -36,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -49,6 +52,18 @@ UPSTREAM_KEY = "sk-upstream-bench"
 MODEL = "bench-model"
 UPSTREAM_MODEL = "gpt-4o-mini"
 KEY_ENV = "AIGW_BENCH_KEY"  # read by post.lua
+SCENARIOS = ("direct", "gateway", "policy")  # in the order they run for each connection count
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"  # the policy scenario's; flushed before and after
+# The gateway's environment variables that would change what it does per request: the bench sets
+# them itself (AIGW_REDIS_URL only for the policy scenario), never inherits them.
+GATEWAY_ENV_OWNED = (
+    "AIGW_REDIS_URL",
+    "AIGW_CONFIG_CENTER",
+    "AIGW_GATEWAY_TOKEN",
+    "AIGW_LIMITS_FAIL_MODE",
+    "AIGW_LIMITS_TIMEOUT_MS",
+    "AIGW_ACCESS_LOG",
+)
 
 # Other processes using more than this many cores during a run get a warning.
 OTHERS_CPU_WARNING = 0.15
@@ -221,6 +236,14 @@ def group_cpu_seconds(pgid: int) -> float:
         if stat is not None:
             total += int(stat[11]) + int(stat[12])
     return total / ticks
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User+system CPU time used so far by one process (all its threads); 0 if it is gone."""
+    stat = _proc_stat(pid)
+    if stat is None:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def system_busy_seconds() -> float:
@@ -445,22 +468,35 @@ def validate_gateway_config(path: Path) -> None:
     log(f"config: {result.stdout.strip()}")
 
 
-def start_gateway(procs: Processes, config: Path, workers: int) -> tuple[Child, str]:
+def gateway_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a gateway: ours without :data:`GATEWAY_ENV_OWNED`, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in GATEWAY_ENV_OWNED}
+    return {**env, "AIGW_ACCESS_LOG": "0", **(extra or {})}
+
+
+def start_gateway(
+    procs: Processes,
+    config: Path,
+    workers: int,
+    name: str = "gateway",
+    env: dict[str, str] | None = None,
+) -> tuple[Child, str]:
+    """Start ``aigw gateway`` (as child ``name``, with ``env`` added) and wait for /healthz."""
     port = free_port()
     argv = [
         sys.executable, "-m", "aigw", "gateway", "--config", str(config),
         "--host", HOST, "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
-    env = {**os.environ, "AIGW_ACCESS_LOG": "0"}
-    log(f"starting gateway on {HOST}:{port} with {workers} worker(s)")
-    child = procs.start("gateway", argv, env)
+    label = "gateway" if name == "gateway" else f"{name} gateway"
+    log(f"starting {label} on {HOST}:{port} with {workers} worker(s)")
+    child = procs.start(name, argv, gateway_env(env))
     health = f"http://{HOST}:{port}/healthz"
     try:
         wait_until(
             child, lambda: _get_status(health) == 200, "GET /healthz answered 200", timeout=60
         )
     except BenchError as exc:
-        raise BenchError(f"the gateway failed to start: `{shlex.join(argv)}`\n{exc}") from None
+        raise BenchError(f"the {label} failed to start: `{shlex.join(argv)}`\n{exc}") from None
     return child, f"http://{HOST}:{port}/v1/chat/completions"
 
 
@@ -573,15 +609,33 @@ def run_wrk(url: str, connections: int, duration: int, key: str) -> tuple[dict[s
         raise BenchError(f"cannot parse wrk output ({exc}):\n{_indent(result.stdout)}") from None
 
 
+class Ledger(Protocol):
+    """A second witness besides nginx's counters (:class:`bench.policy.RedisLedger`)."""
+
+    def read(self) -> dict[str, Any]: ...
+
+    def account(self, before: dict[str, Any], result: dict[str, Any]) -> None:
+        """Add what it saw to ``result``; set ``result["ledger_mismatch"]`` if it disagrees."""
+
+
 @dataclass
 class Target:
-    """Something wrk can load: nginx directly, or the gateway."""
+    """Something wrk can load: nginx directly, or a gateway."""
 
     name: str
     url: str
     key: str
     status_url: str  # nginx's counters
-    pgids: dict[str, int] = field(default_factory=dict)  # processes whose CPU use we report
+    pgids: dict[str, int] = field(default_factory=dict)  # process groups whose CPU use we report
+    pids: dict[str, int] = field(default_factory=dict)  # single processes too (a Redis server)
+    ledger: Ledger | None = None
+
+
+def run_failed(result: dict[str, Any]) -> bool:
+    """Errors, or a witness (nginx, Redis) that saw fewer requests than wrk counted."""
+    return bool(
+        result["errors"] or result.get("upstream_mismatch") or result.get("ledger_mismatch")
+    )
 
 
 def measure(target: Target, connections: int, duration: int, warmup: int) -> dict[str, Any]:
@@ -589,8 +643,10 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
         log(f"wrk {target.name} c={connections} warm-up {warmup}s")
         run_wrk(target.url, connections, warmup, target.key)
     log(f"wrk {target.name} c={connections} for {duration}s")
+    ledger_before = target.ledger.read() if target.ledger is not None else None
     counters_before = upstream_counters(target.status_url)
     cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in target.pgids.items()}
+    cpu_before.update({name: process_cpu_seconds(pid) for name, pid in target.pids.items()})
     wrk_before = children_cpu_seconds()
     busy_before = system_busy_seconds()
     started = time.monotonic()
@@ -601,6 +657,8 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
         name: (group_cpu_seconds(pgid) - cpu_before[name]) / elapsed
         for name, pgid in target.pgids.items()
     }
+    for name, pid in target.pids.items():
+        cpu[name] = (process_cpu_seconds(pid) - cpu_before[name]) / elapsed
     cpu["wrk"] = (children_cpu_seconds() - wrk_before) / elapsed
     busy = (system_busy_seconds() - busy_before) / elapsed
     # Whatever ran besides wrk, nginx and the gateway (a busy machine makes the figures too low).
@@ -632,6 +690,8 @@ def measure(target: Target, connections: int, duration: int, warmup: int) -> dic
                 "  !!! nginx served fewer requests than wrk counted: answers did not all come "
                 "from the upstream"
             )
+    if target.ledger is not None and ledger_before is not None:
+        target.ledger.account(ledger_before, result)
     if cpu["others"] > OTHERS_CPU_WARNING:
         log(
             f"  !!! other processes used {cpu['others']:.2f} CPU cores during this run: "
@@ -675,11 +735,32 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "aigw": aigw.__version__,
+        "aigw_source": _source_info(Path(aigw.__file__).resolve().parent),
         "wrk": _tool_version([find_tool("wrk"), "--version"]),
         "nginx": _tool_version([find_tool("nginx"), "-v"]),
     }
     for package in ("granian", "aiohttp", "uvloop", "orjson"):
         info[package] = _package_version(package)
+    return info
+
+
+def _source_info(package_dir: Path) -> dict[str, Any]:
+    """Which aigw code ran: its directory, and the git commit of the checkout holding it."""
+    info: dict[str, Any] = {"path": str(package_dir)}
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if head.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "-C", str(package_dir), "status", "--porcelain", "--", "."],
+                capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            info["git_commit"] = head.stdout.strip()
+            info["uncommitted_files"] = len(dirty.stdout.splitlines())
+    except OSError:
+        pass
     return info
 
 
@@ -701,32 +782,47 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _side(result: dict[str, Any] | None, metric: str) -> float | None:
+    """``requests_per_sec`` or a latency percentile of one run, None if it was not measured."""
+    if result is None:
+        return None
+    return result["requests_per_sec"] if metric == "rps" else result["latency_ms"][metric]
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per connection count: direct and gateway figures side by side."""
+    """One row per connection count: direct and (foundation) gateway figures side by side.
+
+    A scenario left out with ``--scenarios`` gives None figures (and no ratio or difference).
+    """
     rows = []
     for run in runs:
-        direct, gateway = run["direct"], run["gateway"]
+        direct, gateway = run.get("direct"), run.get("gateway")
+        sides = [side for side in (direct, gateway) if side is not None]
+        if not sides:
+            continue
         rows.append(
             {
                 "connections": run["connections"],
                 "workers": run["workers"],
-                "direct_rps": direct["requests_per_sec"],
-                "gateway_rps": gateway["requests_per_sec"],
-                "ratio": gateway["requests_per_sec"] / direct["requests_per_sec"]
-                if direct["requests_per_sec"]
-                else 0.0,
-                "direct_p50_ms": direct["latency_ms"]["p50"],
-                "direct_p99_ms": direct["latency_ms"]["p99"],
-                "gateway_p50_ms": gateway["latency_ms"]["p50"],
-                "gateway_p99_ms": gateway["latency_ms"]["p99"],
-                "added_p50_ms": gateway["latency_ms"]["p50"] - direct["latency_ms"]["p50"],
-                "errors": direct["errors"] + gateway["errors"],
-                "others_cpu_cores": max(
-                    direct["cpu_cores"]["others"], gateway["cpu_cores"]["others"]
-                ),
-                "invalid": any(
-                    side["errors"] or side.get("upstream_mismatch") for side in (direct, gateway)
-                ),
+                "direct_rps": _side(direct, "rps"),
+                "gateway_rps": _side(gateway, "rps"),
+                "ratio": _ratio(_side(gateway, "rps"), _side(direct, "rps")),
+                "direct_p50_ms": _side(direct, "p50"),
+                "direct_p99_ms": _side(direct, "p99"),
+                "gateway_p50_ms": _side(gateway, "p50"),
+                "gateway_p99_ms": _side(gateway, "p99"),
+                "added_p50_ms": _difference(_side(gateway, "p50"), _side(direct, "p50")),
+                "errors": sum(side["errors"] for side in sides),
+                "others_cpu_cores": max(side["cpu_cores"]["others"] for side in sides),
+                "invalid": any(run_failed(side) for side in sides),
             }
         )
     return rows
@@ -737,14 +833,14 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_c = {row["connections"]: row for row in rows}
     c1, c32 = by_c.get(1), by_c.get(32)
     return [
-        _check(
+        check(
             f"C=1: gateway adds <= {TARGET_ADDED_P50_MS_AT_C1:g} ms at p50 over direct",
             c1,
             "added_p50_ms",
             "ms",
             lambda v: v <= TARGET_ADDED_P50_MS_AT_C1,
         ),
-        _check(
+        check(
             f"C=32: gateway sustains >= {TARGET_RPS_AT_C32:,.0f} req/s",
             c32,
             "gateway_rps",
@@ -754,23 +850,37 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _check(
+def check(
     target: str,
     row: dict[str, Any] | None,
     metric: str,
     unit: str,
     passes: Callable[[float], bool],
 ) -> dict[str, Any]:
-    if row is None:
+    """PASS or MISS for ``row[metric]``; INVALID if the row's runs failed; n/a if not measured."""
+    value = None if row is None else row.get(metric)
+    if row is None or value is None:
         return {"target": target, "measured": None, "unit": unit, "status": "n/a"}
-    value = row[metric]
     status = "INVALID" if row["invalid"] else "PASS" if passes(value) else "MISS"
     return {"target": target, "measured": round(value, 3), "unit": unit, "status": status}
 
 
-def print_report(
-    rows: list[dict[str, Any]], checks: list[dict[str, Any]], runs: list[dict[str, Any]]
-) -> None:
+def fmt(value: float | None, spec: str, width: int = 0) -> str:
+    """``value`` formatted with ``spec``, or "-" for a figure that was not measured."""
+    return f"{'-' if value is None else format(value, spec):>{width}}"
+
+
+def print_checks(checks: list[dict[str, Any]]) -> None:
+    for item in checks:
+        measured = item["measured"]
+        measured = "not measured" if measured is None else f"{measured:,.2f} {item['unit']}"
+        print(f"  {item['status']:<7} {item['target']} (measured: {measured})")
+
+
+def print_report(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    """The direct and foundation-gateway table, and the issue's targets."""
+    if not rows:
+        return
     header = (
         f"{'C':>4} {'workers':>7} {'direct req/s':>13} {'gateway req/s':>14} {'ratio':>6} "
         f"{'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} {'added p50 ms':>13}"
@@ -781,39 +891,47 @@ def print_report(
     for row in rows:
         flag = "  !!! INVALID (errors)" if row["invalid"] else ""
         print(
-            f"{row['connections']:>4} {row['workers']:>7} {row['direct_rps']:>13,.0f} "
-            f"{row['gateway_rps']:>14,.0f} {row['ratio']:>6.2f} "
-            f"{row['direct_p50_ms']:>8.2f} / {row['direct_p99_ms']:<7.2f} "
-            f"{row['gateway_p50_ms']:>9.2f} / {row['gateway_p99_ms']:<7.2f} "
-            f"{row['added_p50_ms']:>+13.2f}{flag}"
+            f"{row['connections']:>4} {row['workers']:>7} {fmt(row['direct_rps'], ',.0f', 13)} "
+            f"{fmt(row['gateway_rps'], ',.0f', 14)} {fmt(row['ratio'], '.2f', 6)} "
+            f"{fmt(row['direct_p50_ms'], '.2f', 8)} / {fmt(row['direct_p99_ms'], '.2f'):<7} "
+            f"{fmt(row['gateway_p50_ms'], '.2f', 9)} / {fmt(row['gateway_p99_ms'], '.2f'):<7} "
+            f"{fmt(row['added_p50_ms'], '+.2f', 13)}{flag}"
         )
     print()
-    for check in checks:
-        measured = check["measured"]
-        measured = "not measured" if measured is None else f"{measured:,.2f} {check['unit']}"
-        print(f"  {check['status']:<7} {check['target']} (measured: {measured})")
+    print_checks(checks)
+
+
+def print_problems(runs: list[dict[str, Any]]) -> None:
+    """The banner for failed runs and the warning for a busy machine, over every scenario."""
     bad = [
-        (run["connections"], side, run[side])
+        (run["connections"], name, run[name])
         for run in runs
-        for side in ("direct", "gateway")
-        if run[side]["errors"] or run[side].get("upstream_mismatch")
+        for name in SCENARIOS
+        if name in run and run_failed(run[name])
     ]
     if bad:
         print()
         print("!" * 78)
         print("!!! SOME RUNS HAD ERRORS: their figures measure failures, not the gateway.")
-        for connections, side, result in bad:
-            mismatch = "; nginx served fewer requests" if result.get("upstream_mismatch") else ""
-            print(f"!!!   {side} c={connections}: {describe_errors(result)}{mismatch}")
+        for connections, name, result in bad:
+            detail = describe_errors(result)
+            if result.get("upstream_mismatch"):
+                detail += "; nginx served fewer requests"
+            if result.get("ledger_mismatch"):
+                detail += "; Redis counted fewer requests"
+            print(f"!!!   {name} c={connections}: {detail}")
         print("!" * 78)
-    busy = [row for row in rows if row["others_cpu_cores"] > OTHERS_CPU_WARNING]
+    busy = [
+        (run["connections"], name, run[name]["cpu_cores"]["others"])
+        for run in runs
+        for name in SCENARIOS
+        if name in run and run[name]["cpu_cores"]["others"] > OTHERS_CPU_WARNING
+    ]
     if busy:
         print()
         print(
-            "!!! The machine was not quiet: other processes used up to "
-            + ", ".join(
-                f"{row['others_cpu_cores']:.2f} cores at C={row['connections']}" for row in busy
-            )
+            "!!! The machine was not quiet: other processes used "
+            + ", ".join(f"{cores:.2f} cores during {name} C={c}" for c, name, cores in busy)
             + ". Re-run on a quiet machine for figures worth keeping."
         )
     print()
@@ -850,6 +968,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes [2]")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run [2]")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="what to load, comma-separated, run in this order for each connection count: "
+        "direct (nginx alone), gateway (the foundation gateway), policy (the gateway with the "
+        f"full policy chain, limits in Redis) [{','.join(SCENARIOS)}]",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="Redis for the policy scenario; the bench FLUSHES this database before and after "
+        f"[{DEFAULT_REDIS_URL}]",
+    )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"JSON results file [{DEFAULT_OUT}]")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per run, 1 s warm-up")
     args = parser.parse_args(argv)
@@ -860,6 +991,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--connections: expected numbers like 1,32, got {args.connections!r}")
     if not args.connections or min(args.connections) < 1:
         parser.error("--connections: give at least one count, each >= 1")
+    wanted = {name.strip() for name in str(args.scenarios).split(",") if name.strip()}
+    if not wanted or wanted - set(SCENARIOS):
+        parser.error(f"--scenarios: choose among {','.join(SCENARIOS)}, got {args.scenarios!r}")
+    args.scenarios = [name for name in SCENARIOS if name in wanted]
     if args.quick:
         args.duration, args.warmup = 3, 1
     if args.duration < 1 or args.warmup < 0 or args.workers < 1:
@@ -869,45 +1004,73 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from aigw.config.keys import generate_key
+    from bench import policy
 
     key = generate_key()
     info = machine_info()
     log(
         f"{info['nproc']} CPU(s) ({info['cpu_model']}), python {info['python']}, "
-        f"aigw {info['aigw']}, {info['wrk'].split(' [')[0]}, {info['nginx']}"
+        f"aigw {info['aigw']}, {info['wrk'].split(' [')[0]}, {info['nginx']}; "
+        f"scenarios: {', '.join(args.scenarios)}"
     )
-    with Processes(tmp) as procs:
-        upstream_url = start_nginx(procs, tmp)
-        nginx_pgid = procs.children[-1].pgid
-        config = write_gateway_config(tmp, upstream_url, key)
-        validate_gateway_config(config)
-        gateway, gateway_url = start_gateway(procs, config, args.workers)
-        preflight("direct", upstream_url, UPSTREAM_KEY)
-        preflight("gateway", gateway_url, key)
-        status_url = upstream_url.replace("/v1/chat/completions", "/nginx_status")
-        direct = Target("direct", upstream_url, UPSTREAM_KEY, status_url, {"nginx": nginx_pgid})
-        through = Target(
-            "gateway", gateway_url, key, status_url, {"gateway": gateway.pgid, "nginx": nginx_pgid}
-        )
-        runs = []
-        for connections in args.connections:
-            runs.append(
-                {
-                    "connections": connections,
-                    "workers": args.workers,
-                    "direct": measure(direct, connections, args.duration, args.warmup),
-                    "gateway": measure(through, connections, args.duration, args.warmup),
-                }
-            )
-        problems = gateway_log_problems(gateway)
-        if gateway.process.poll() is not None:
-            raise BenchError(
-                f"the gateway exited (status {gateway.process.returncode}) during the run:\n"
-                f"{_indent(gateway.log_tail())}"
-            )
-        log("stopping gateway and nginx")
+    ledger = policy.RedisLedger(args.redis_url) if "policy" in args.scenarios else None
+    try:
+        # Redis's CPU is reported in every run once it is known: ~0 outside the policy runs.
+        redis_pids = {}
+        if ledger is not None:
+            info["redis"] = ledger.connect()  # and flush its database
+            if ledger.pid is not None:
+                redis_pids["redis"] = ledger.pid
+        with Processes(tmp) as procs:
+            upstream_url = start_nginx(procs, tmp)
+            nginx_pgid = procs.children[-1].pgid
+            status_url = upstream_url.replace("/v1/chat/completions", "/nginx_status")
+            targets: dict[str, Target] = {}
+            gateways: dict[str, Child] = {}
+            if "direct" in args.scenarios:
+                preflight("direct", upstream_url, UPSTREAM_KEY)
+                targets["direct"] = Target(
+                    "direct", upstream_url, UPSTREAM_KEY, status_url, {"nginx": nginx_pgid},
+                    dict(redis_pids),
+                )  # fmt: skip
+            if "gateway" in args.scenarios:
+                config = write_gateway_config(tmp, upstream_url, key)
+                validate_gateway_config(config)
+                gateway, gateway_url = start_gateway(procs, config, args.workers)
+                preflight("gateway", gateway_url, key)
+                gateways["gateway"] = gateway
+                targets["gateway"] = Target(
+                    "gateway", gateway_url, key, status_url,
+                    {"gateway": gateway.pgid, "nginx": nginx_pgid}, dict(redis_pids),
+                )  # fmt: skip
+            if ledger is not None:
+                gateway, gateway_url = policy.start_policy_gateway(
+                    procs, tmp, upstream_url, key, args.workers, ledger
+                )
+                gateways["policy"] = gateway
+                targets["policy"] = Target(
+                    "policy", gateway_url, key, status_url,
+                    {"gateway": gateway.pgid, "nginx": nginx_pgid}, dict(redis_pids), ledger,
+                )  # fmt: skip
+            runs = []
+            for connections in args.connections:
+                run: dict[str, Any] = {"connections": connections, "workers": args.workers}
+                for name, target in targets.items():
+                    run[name] = measure(target, connections, args.duration, args.warmup)
+                runs.append(run)
+            problems = {name: gateway_log_problems(child) for name, child in gateways.items()}
+            for name, child in gateways.items():
+                if child.process.poll() is not None:
+                    raise BenchError(
+                        f"the {name} gateway exited (status {child.process.returncode}) during "
+                        f"the run:\n{_indent(child.log_tail())}"
+                    )
+            log(f"stopping nginx and {len(gateways)} gateway(s)")
+    finally:
+        if ledger is not None:
+            ledger.close()  # flushes its database again
     rows = summarize(runs)
-    return {
+    document: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": shlex.join([sys.executable, "-m", "bench.run", *args.argv]),
         "settings": {
@@ -916,17 +1079,25 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "connections": args.connections,
             "workers": args.workers,
             "wrk_threads": 1,
+            "scenarios": args.scenarios,
+            "redis_url": args.redis_url if ledger is not None else None,
         },
         "machine": info,
         "summary": rows,
         "targets": check_targets(rows),
         "runs": runs,
-        "gateway_log_problems": problems,
-        "valid": not any(row["invalid"] for row in rows),
+        "gateway_log_problems": problems.get("gateway", []),
+        "valid": not any(run_failed(run[name]) for run in runs for name in targets),
     }
+    if ledger is not None:
+        document["policy"] = policy.report_section(runs)
+        document["policy_gateway_log_problems"] = problems.get("policy", [])
+    return document
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench import policy
+
     args = parse_args(argv)
     out = Path(args.out)
     if not out.is_absolute() and args.out == DEFAULT_OUT:
@@ -940,11 +1111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"\nbench: FAILED: {exc}", file=sys.stderr)
         return 1
-    print_report(document["summary"], document["targets"], document["runs"])
-    if document["gateway_log_problems"]:
-        print("gateway output had warnings/errors (first lines):")
-        print(_indent("\n".join(document["gateway_log_problems"])))
-        print()
+    print_report(document["summary"], document["targets"])
+    if "policy" in document:
+        policy.print_report(document["policy"])
+    print_problems(document["runs"])
+    for name in ("gateway", "policy_gateway"):
+        if document.get(f"{name}_log_problems"):
+            print(f"{name.replace('_', ' ')} output had warnings/errors (first lines):")
+            print(_indent("\n".join(document[f"{name}_log_problems"])))
+            print()
     write_json(out, document)
     log(f"results written to {out}")
     if not document["valid"]:
@@ -954,4 +1129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy: bench.policy imports bench.run, and its
+    # BenchError must be the one main() catches.
+    from bench import run as _bench_run
+
+    sys.exit(_bench_run.main())
