@@ -18,7 +18,7 @@ from ipaddress import IPv4Network, IPv6Network
 import orjson
 
 from aigw.config.schema import Config, Model, ModelAccess, Provider
-from aigw.state.limits import REQUEST_KINDS, limit_kinds
+from aigw.state.limits import REQUEST_KINDS, LimitPlan, limit_kinds
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -89,6 +89,8 @@ class KeyEntry:
     # Shared-state limits by kind (aigw.state.limits), for the namespace and for this key.
     namespace_limit_kinds: dict[str, int] = field(default_factory=dict)
     key_limit_kinds: dict[str, int] = field(default_factory=dict)
+    # Those limits as a plan, built once per snapshot; a request only adds its estimates.
+    limit_plan: LimitPlan | None = None
 
     @property
     def has_limits(self) -> bool:
@@ -157,6 +159,8 @@ def build_snapshot(config: Config) -> Snapshot:
             if key.policy is not None:
                 allowed = allowed & _allowed(config.models, key.policy.models)
             policies = [namespace.policy] if key.policy is None else [namespace.policy, key.policy]
+            namespace_kinds: dict[str, int] = dict(limit_kinds(namespace.policy.limits))
+            key_kinds: dict[str, int] = dict(limit_kinds(key.policy.limits)) if key.policy else {}
             keys_by_hash[key.key_hash.removeprefix("sha256:")] = KeyEntry(
                 namespace=namespace.name,
                 name=key.name,
@@ -167,8 +171,16 @@ def build_snapshot(config: Config) -> Snapshot:
                 max_tokens=_tightest(p.max_tokens for p in policies),
                 max_prompt_tokens=_tightest(p.max_prompt_tokens for p in policies),
                 default_max_tokens=_tightest(p.default_max_tokens for p in policies),
-                namespace_limit_kinds=dict(limit_kinds(namespace.policy.limits)),
-                key_limit_kinds=dict(limit_kinds(key.policy.limits)) if key.policy else {},
+                namespace_limit_kinds=namespace_kinds,
+                key_limit_kinds=key_kinds,
+                limit_plan=LimitPlan.for_request(
+                    namespace.name,
+                    key.name,
+                    namespace_limits=namespace_kinds,
+                    key_limits=key_kinds,
+                )
+                if namespace_kinds or key_kinds
+                else None,
             )
 
     return Snapshot(

@@ -183,7 +183,9 @@ class BreakerLimitStore:
         """Run ``make()`` against the primary within ``deadline`` seconds; record the
         outcome."""
         try:
-            result = await asyncio.wait_for(make(), deadline)
+            # asyncio.timeout runs the call in this task; wait_for (3.11) would spawn one per call.
+            async with asyncio.timeout(deadline):
+                result = await make()
         except self._failures as error:
             if self.breaker.failure():
                 self._outage_started = time.monotonic()

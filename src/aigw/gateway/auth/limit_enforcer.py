@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aigw.config.snapshot import KeyEntry, ModelEntry
 from aigw.gateway.core.errors import GatewayError, InvalidRequest, NotReady
-from aigw.state.limits import Admission, LimitPlan, LimitStore, limit_store_for
+from aigw.state.limits import Admission, LimitStore, limit_store_for
 from aigw.tokens import counting
 
 log = logging.getLogger("aigw.gateway.limits")
@@ -93,14 +93,8 @@ class LimitEnforcer:
             cost = round(
                 model.price.cost(estimate.prompt_tokens, estimate.completion_tokens) * 1_000_000
             )
-        plan = LimitPlan.for_request(
-            key.namespace,
-            key.name,
-            namespace_limits=key.namespace_limit_kinds,
-            key_limits=key.key_limit_kinds,
-            estimated_tokens=tokens,
-            estimated_cost_micro=cost,
-        )
+        assert key.limit_plan is not None
+        plan = replace(key.limit_plan, estimated_tokens=tokens, estimated_cost_micro=cost)
         admission = await self.store.admit(plan)
         headers = admission.headers()
         if admission.allowed:
