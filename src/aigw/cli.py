@@ -13,6 +13,7 @@ import click
 
 from aigw import __version__
 from aigw.cli_config import config_export, config_import
+from aigw.cli_options import bind_options
 from aigw.config.loader import ConfigError, load_config_file
 from aigw.config.schema import Config
 from aigw.config_center.cli import admin
@@ -259,23 +260,7 @@ def gateway(
 
 
 @main.command("config-center")
-@click.option(
-    "--host",
-    envvar="AIGW_CONFIG_CENTER_HOST",
-    default="0.0.0.0",
-    show_default=True,
-    show_envvar=True,
-    help="Bind address.",
-)
-@click.option(
-    "--port",
-    envvar="AIGW_CONFIG_CENTER_PORT",
-    default=DEFAULT_CENTER_PORT,
-    show_default=True,
-    show_envvar=True,
-    type=click.IntRange(1, 65535),
-    help="Config center port.",
-)
+@bind_options("Config center", "AIGW_CONFIG_CENTER", DEFAULT_CENTER_PORT)
 @click.option(
     "--database-url",
     envvar="AIGW_DATABASE_URL",

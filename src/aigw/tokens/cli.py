@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import click
 
+from aigw.cli_options import bind_options
+
 DEFAULT_TOKEN_SERVICE_PORT = 8002
 APP_FACTORY = "aigw.tokens.service:create_app"
 
 
 @click.command("token-service")
-@click.option(
-    "--host",
-    envvar="AIGW_TOKEN_SERVICE_HOST",
-    default="0.0.0.0",
-    show_default=True,
-    show_envvar=True,
-    help="Bind address.",
-)
-@click.option(
-    "--port",
-    envvar="AIGW_TOKEN_SERVICE_PORT",
-    default=DEFAULT_TOKEN_SERVICE_PORT,
-    show_default=True,
-    show_envvar=True,
-    type=click.IntRange(1, 65535),
-    help="Token service port.",
-)
+@bind_options("Token service", "AIGW_TOKEN_SERVICE", DEFAULT_TOKEN_SERVICE_PORT)
 @click.option(
     "--workers",
     envvar="AIGW_TOKEN_SERVICE_WORKERS",
