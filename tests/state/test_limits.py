@@ -31,6 +31,7 @@ import redis.asyncio as redis
 
 from aigw.state.breaker import BreakerLimitStore, CircuitBreaker
 from aigw.state.limits import (
+    KINDS,
     Admission,
     LimitCheck,
     LimitPlan,
@@ -722,20 +723,7 @@ async def test_one_round_trip_per_admit_and_per_settle(redis_env: Env) -> None:
 async def test_every_key_expires(redis_env: Env) -> None:
     env = redis_env  # the in-process store has no such behaviour to test
     store = env.make()
-    checks = [
-        (scope, kind, 10**6)
-        for scope in (NS_SCOPE, KEY_SCOPE)
-        for kind in (
-            "rpm",
-            "rpd",
-            "tpm",
-            "concurrency",
-            "tokens_per_day",
-            "tokens_per_month",
-            "spend_per_day_usd",
-            "spend_per_month_usd",
-        )
-    ]
+    checks = [(scope, kind, 10**6) for scope in (NS_SCOPE, KEY_SCOPE) for kind in KINDS]
     assert (await store.admit(plan(*checks, tokens=5, cost=5))).allowed
     keys = [limit_key(env.prefix, NS, s, k) for s, k, _ in checks] + [pending_key(env.prefix, NS)]
     client = env.client()

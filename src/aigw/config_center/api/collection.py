@@ -16,6 +16,7 @@ from aigw.config_center.api.common import (
     find,
     head,
     index_of,
+    merge_fields,
     page_params,
     paginate,
     write,
@@ -89,11 +90,7 @@ def collection_router(
 
         def mutate(document: dict[str, Any]) -> str:
             entry = find(document.get(field, []), name, what, key)
-            for name_, value in changes.items():
-                if value is None:
-                    entry.pop(name_, None)
-                else:
-                    entry[name_] = value
+            merge_fields(entry, changes)
             updated.update(entry)
             return f"update {what} {name}: {', '.join(sorted(changes)) or 'nothing'}"
 

@@ -84,6 +84,15 @@ def index_of(items: list[dict[str, Any]], name: str, what: str, key: str = "name
     raise NotFound(f"{what} '{name}' does not exist")
 
 
+def merge_fields(entry: dict[str, Any], changes: dict[str, Any]) -> None:
+    """A PATCH: set each changed field; ``null`` removes it (back to its default)."""
+    for field, value in changes.items():
+        if value is None:
+            entry.pop(field, None)
+        else:
+            entry[field] = value
+
+
 def ensure_absent(items: list[dict[str, Any]], name: str, what: str, key: str = "name") -> None:
     if any(item.get(key) == name for item in items):
         raise Conflict(f"{what} '{name}' already exists")

@@ -16,6 +16,7 @@ from aigw.config_center.api.common import (
     find,
     head,
     index_of,
+    merge_fields,
     page_params,
     paginate,
     write,
@@ -215,11 +216,7 @@ async def _change_key(
 
     def mutate(document: dict[str, Any]) -> str:
         entry = find(_keys(document, namespace), name, "key")
-        for field, value in changes.items():
-            if value is None:
-                entry.pop(field, None)
-            else:
-                entry[field] = value
+        merge_fields(entry, changes)
         updated.update(entry)
         return f"{verb} key {namespace}/{name}"
 
