@@ -36,7 +36,7 @@ def _document(mock: str, policies: dict[str, dict[str, Any]]) -> tuple[dict[str,
 
 POLICIES = {
     "rpm": {"limits": {"requests_per_minute": 60}},
-    "tpm": {"limits": {"tokens_per_minute": 1000}},
+    "tpm": {"limits": {"tokens_per_minute": 270}},
     "busy": {"limits": {"concurrent_requests": 5}},
     "quota": {"limits": {"tokens_per_day": 100}},
     "capped": {"max_prompt_tokens": 5, "limits": {"requests_per_day": 1000}},
@@ -45,14 +45,16 @@ POLICIES = {
 
 
 @pytest.fixture(scope="module")
-def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], dict]]:
+def two_gateways(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[str], dict, str]]:
     tmp: Path = tmp_path_factory.mktemp("limits")
     redis.Redis.from_url(REDIS_URL).flushdb()
     env = {"AIGW_REDIS_URL": REDIS_URL}
     with mock_upstream(tmp, "--latency-ms", "50") as mock:
         document, keys = _document(mock, POLICIES)
         with gateway(tmp, document, env=env) as first, gateway(tmp, document, env=env) as second:
-            yield [first, second], keys
+            yield [first, second], keys, mock
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
@@ -77,7 +79,7 @@ def _statuses(responses: list[httpx.Response]) -> dict[int, int]:
 
 
 async def test_rpm_60_holds_exactly_across_two_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
+    urls, keys, _ = two_gateways
     responses = await _burst(urls, keys["rpm"], 200)
     assert _statuses(responses) == {200: 60, 429: 140}
     refused = next(r for r in responses if r.status_code == 429)
@@ -90,16 +92,29 @@ async def test_rpm_60_holds_exactly_across_two_gateways(two_gateways) -> None:  
 
 
 async def test_tpm_reserves_prompt_plus_max_tokens_exactly(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
-    # Each request reserves its prompt (11 tokens for this chat) plus max_tokens 89 = 100.
-    responses = await _burst(urls, keys["tpm"], 30, max_tokens=89)
+    urls, keys, mock = two_gateways
+    # Each request reserves its prompt (9 tokens for this chat) plus max_tokens 16 = 25: exactly
+    # 10 fit in 270. Answers are held for 2 s, so no settle (which corrects a reservation to the
+    # usage reported, freeing room) lands before all 30 have been decided.
+    async with httpx.AsyncClient() as control:
+        (await control.put(f"{mock}/_mock/config", json={"latency_ms": 2000})).raise_for_status()
+        try:
+            responses = await _burst(urls, keys["tpm"], 30, max_tokens=16)
+        finally:
+            await control.put(f"{mock}/_mock/config", json={"latency_ms": 50})
     assert _statuses(responses) == {200: 10, 429: 20}
     served = next(r for r in responses if r.status_code == 200)
-    assert served.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert served.headers["x-ratelimit-limit-tokens"] == "270"
+    reserved = [
+        270 - int(r.headers["x-ratelimit-remaining-tokens"])
+        for r in responses
+        if r.status_code == 200
+    ]
+    assert sorted(reserved) == [25 * n for n in range(1, 11)]
 
 
 async def test_concurrency_limit_holds_across_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
+    urls, keys, _ = two_gateways
     responses = await _burst(urls, keys["busy"], 40)
     assert _statuses(responses)[200] == 5
     # Slots are released when answers finish: the next wave gets five more.
@@ -107,7 +122,7 @@ async def test_concurrency_limit_holds_across_gateways(two_gateways) -> None:  #
 
 
 async def test_token_quota_is_insufficient_quota_and_settles_with_real_usage(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
+    urls, keys, _ = two_gateways
     # Reserve 11 + 40 = 51 of 100; the mock answers 16 tokens, so 27 are used once settled.
     first = (await _burst(urls[:1], keys["quota"], 1, max_tokens=40))[0]
     assert first.status_code == 200
@@ -120,14 +135,14 @@ async def test_token_quota_is_insufficient_quota_and_settles_with_real_usage(two
 
 
 async def test_prompt_token_cap_is_a_400(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
+    urls, keys, _ = two_gateways
     response = (await _burst(urls, keys["capped"], 1))[0]
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "prompt_too_long"
 
 
 def test_streams_settle_with_real_usage_without_showing_it_unasked(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys = two_gateways
+    urls, keys, _ = two_gateways
     with openai.OpenAI(base_url=f"{urls[0]}/v1", api_key=keys["streams"]) as client:
         chunks = list(
             client.chat.completions.create(model="chat", messages=USER, stream=True, max_tokens=7)

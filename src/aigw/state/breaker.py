@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aigw.state.limits import Admission, LimitPlan, LimitStore, new_admission_id
 from aigw.state.limits_memory import MemoryLimitStore
@@ -170,6 +170,9 @@ class BreakerLimitStore:
         self._outage_started: float | None = None
         self._outage_admissions = 0
         self._failures = _failures()
+        # A primary that bounds its own calls (one timer for all) spares a timer per call here.
+        set_deadlines = getattr(primary, "set_deadlines", None)
+        self._primary_bounds_calls = bool(set_deadlines and set_deadlines(timeout, settle_timeout))
 
     @property
     def state(self) -> State:
@@ -183,20 +186,30 @@ class BreakerLimitStore:
         """Run ``make()`` against the primary within ``deadline`` seconds; record the
         outcome."""
         try:
-            # asyncio.timeout runs the call in this task; wait_for (3.11) would spawn one per call.
-            async with asyncio.timeout(deadline):
+            if self._primary_bounds_calls:
                 result = await make()
+            else:
+                # asyncio.timeout runs the call in this task; wait_for (3.11) spawns a task.
+                async with asyncio.timeout(deadline):
+                    result = await make()
         except self._failures as error:
-            if self.breaker.failure():
-                self._outage_started = time.monotonic()
-                self._outage_admissions = 0
-                log.warning(
-                    "limits: shared store unreachable (%s: %s); breaker open, failing %s",
-                    type(error).__name__,
-                    error,
-                    self.fail_mode,
-                )
+            self._failed(error)
             raise
+        self._succeeded()
+        return result
+
+    def _failed(self, error: BaseException) -> None:
+        if self.breaker.failure():
+            self._outage_started = time.monotonic()
+            self._outage_admissions = 0
+            log.warning(
+                "limits: shared store unreachable (%s: %s); breaker open, failing %s",
+                type(error).__name__,
+                error,
+                self.fail_mode,
+            )
+
+    def _succeeded(self) -> None:
         if self.breaker.success():
             lasted = time.monotonic() - (self._outage_started or time.monotonic())
             log.warning(
@@ -208,7 +221,6 @@ class BreakerLimitStore:
             self._outage_started = None
         if self._queued and self.breaker.state == "closed":
             self._start_flush()
-        return result
 
     async def admit(self, plan: LimitPlan, *, admission_id: str | None = None) -> Admission:
         if not plan.checks:
@@ -265,6 +277,42 @@ class BreakerLimitStore:
         self._queue(admission, actual_tokens, actual_cost_micro)
         return False
 
+    def settle_soon(
+        self,
+        admission: Admission,
+        actual_tokens: int,
+        actual_cost_micro: int,
+        done: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
+        """:meth:`settle` in the background: batched with other Redis traffic by the primary
+        when it can (no task per request), queued for a retry when Redis cannot take it.
+        ``done(future)`` gets the outcome: ``False`` when the settle was queued."""
+        if admission.local:
+            self.fallback.settle_soon(admission, actual_tokens, actual_cost_micro, done)
+            return
+        if not admission.allowed or not admission.plan.needs_settle():
+            _report(done, False)
+            return
+        if self.breaker.state != "closed":
+            self._queue(admission, actual_tokens, actual_cost_micro)
+            _report(done, False)
+            return
+
+        def landed(future: asyncio.Future[Any]) -> None:
+            error = None if future.cancelled() else future.exception()
+            if error is None and not future.cancelled():
+                self._succeeded()
+            elif future.cancelled() or isinstance(error, self._failures):
+                if error is not None:
+                    self._failed(error)
+                self._queue(admission, actual_tokens, actual_cost_micro)
+            else:
+                log.error("limits: settle of %s failed: %r", admission.id, error)
+            if done is not None:
+                done(future)
+
+        self.primary.settle_soon(admission, actual_tokens, actual_cost_micro, done=landed)
+
     def _queue(self, admission: Admission, actual_tokens: int, actual_cost_micro: int) -> None:
         if len(self._queued) >= self._max_queued:
             self._queued.popleft()
@@ -301,6 +349,13 @@ class BreakerLimitStore:
                 pass
         await self.primary.close()
         await self.fallback.close()
+
+
+def _report(done: Callable[[asyncio.Future[Any]], None] | None, result: object) -> None:
+    if done is not None:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(result)
+        done(future)
 
 
 def _as_local(admission: Admission) -> Admission:

@@ -20,14 +20,15 @@ of leases that expire (:data:`DEFAULT_LEASE_SECONDS`) if a gateway dies before s
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import functools
 import math
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from aigw.state.breaker import FailMode
@@ -67,9 +68,9 @@ SPEND_KINDS = frozenset({"spend_per_day_usd", "spend_per_month_usd"})
 """A request costs its estimated (then actual) price in micro-USD on these."""
 SETTLED_KINDS = TOKEN_KINDS | SPEND_KINDS | {"concurrency"}
 """Kinds that :meth:`LimitStore.settle` touches; a plan without any needs no settle."""
-HEADER_REQUEST_KINDS = ("rpm", "rpd")
+HEADER_REQUEST_KINDS = frozenset({"rpm", "rpd"})
 """Kinds behind ``x-ratelimit-*-requests`` (concurrency is not a rate: not in the headers)."""
-HEADER_TOKEN_KINDS = ("tpm", "tokens_per_day", "tokens_per_month")
+HEADER_TOKEN_KINDS = frozenset({"tpm", "tokens_per_day", "tokens_per_month"})
 """Kinds behind ``x-ratelimit-*-tokens``."""
 
 WINDOW_SECONDS = 60
@@ -173,6 +174,7 @@ class LimitPlan:
     checks: tuple[LimitCheck, ...]
     estimated_tokens: int = 0
     estimated_cost_micro: int = 0
+    _settles: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.namespace or any(c in self.namespace for c in "{}\n\r"):
@@ -189,6 +191,26 @@ class LimitPlan:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0")
+        settles = any(check.kind in SETTLED_KINDS for check in self.checks)
+        object.__setattr__(self, "_settles", settles)
+
+    def with_estimates(self, tokens: int, cost_micro: int) -> LimitPlan:
+        """This plan for one request: the same (already validated) checks, its estimates.
+
+        Once per request on the hot path, hence without ``dataclasses.replace``, which would
+        validate the checks again."""
+        if tokens < 0 or cost_micro < 0:
+            raise ValueError("estimates must be >= 0")
+        plan = object.__new__(LimitPlan)
+        for name, value in (
+            ("namespace", self.namespace),
+            ("checks", self.checks),
+            ("estimated_tokens", int(tokens)),
+            ("estimated_cost_micro", int(cost_micro)),
+            ("_settles", self._settles),
+        ):
+            object.__setattr__(plan, name, value)
+        return plan
 
     @classmethod
     def for_request(
@@ -222,7 +244,7 @@ class LimitPlan:
         return cost_of(check.kind, self.estimated_tokens, self.estimated_cost_micro)
 
     def needs_settle(self) -> bool:
-        return any(check.kind in SETTLED_KINDS for check in self.checks)
+        return self._settles
 
 
 # -- the answer -------------------------------------------------------------------------------
@@ -329,10 +351,9 @@ def new_admission_id() -> str:
 
 
 def _tightest(
-    plan: LimitPlan, results: Sequence[CheckResult], kinds: Iterable[str], reserved: bool
+    plan: LimitPlan, results: Sequence[CheckResult], kinds: frozenset[str], reserved: bool
 ) -> RateLimitInfo | None:
     """The check of ``kinds`` with the least remaining (then the lowest limit, then the first)."""
-    kinds = frozenset(kinds)
     best: tuple[int, int, int] | None = None
     info = None
     for index, (check, result) in enumerate(zip(plan.checks, results, strict=True)):
@@ -444,6 +465,17 @@ class LimitStore(Protocol):
         repeated settle (it never counts twice), or one later than the settle TTL. The slot is
         released in every case.
         """
+
+    def settle_soon(
+        self,
+        admission: Admission,
+        actual_tokens: int,
+        actual_cost_micro: int,
+        done: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
+        """:meth:`settle` in the background, without a task per call where the store can
+        batch it; ``done(future)`` is called with the outcome (by default failures are
+        logged). :meth:`close` waits for every settle still on its way."""
 
     async def close(self) -> None: ...
 

@@ -12,11 +12,14 @@ from several threads too.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aigw.state.limits import (
     CONCURRENCY_RETRY_MS,
@@ -139,6 +142,22 @@ class MemoryLimitStore:
         if not admission.allowed or not admission.plan.needs_settle():
             return False
         return self._settle(admission, actual_tokens, actual_cost_micro)
+
+    def settle_soon(
+        self,
+        admission: Admission,
+        actual_tokens: int,
+        actual_cost_micro: int,
+        done: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
+        """:meth:`settle`, done at once: in process there is nothing to batch."""
+        applied = False
+        if admission.allowed and admission.plan.needs_settle():
+            applied = self._settle(admission, actual_tokens, actual_cost_micro)
+        if done is not None:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_result(applied)
+            done(future)
 
     async def close(self) -> None:
         pass

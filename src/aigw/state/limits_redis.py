@@ -30,8 +30,11 @@ The scripts are exact mirrors of :class:`~aigw.state.limits_memory.MemoryLimitSt
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aigw.state.limits import (
@@ -43,14 +46,18 @@ from aigw.state.limits import (
     Admission,
     CheckResult,
     Clock,
+    LimitCheck,
     LimitPlan,
     build_admission,
     new_admission_id,
     unchecked_admission,
 )
+from aigw.state.redis_pipe import PipelinedRedis, Script, pack_args
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
+
+log = logging.getLogger("aigw.state.limits")
 
 _COMMON = """
 local W = %(window)d
@@ -324,12 +331,51 @@ def pending_key(prefix: str, namespace: str) -> str:
     return f"{prefix}:{{ns:{namespace}}}:pending"
 
 
+ADMIT = Script(ADMIT_SCRIPT)
+SETTLE = Script(SETTLE_SCRIPT)
+_ADMIT_VARIABLE_ARGS = 8
+_SETTLE_VARIABLE_ARGS = 5
+_MAX_PACKED_PLANS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Packed:
+    """The constant parts of one plan's two commands, packed in RESP once: only the per-request
+    arguments between them are packed per call."""
+
+    keys: list[str]
+    admit_head: bytes
+    admit_tail: bytes
+    settle_head: bytes
+    settle_tail: bytes
+
+    @classmethod
+    def of(cls, keys: list[str], checks: tuple[LimitCheck, ...]) -> _Packed:
+        numkeys = len(keys)
+        pairs: list[str | int] = []
+        for check in checks:
+            pairs += [check.kind, check.limit]
+        admit_count = 3 + numkeys + _ADMIT_VARIABLE_ARGS + len(pairs)
+        settle_count = 3 + numkeys + _SETTLE_VARIABLE_ARGS + len(checks)
+        return cls(
+            keys=keys,
+            admit_head=b"*%d\r\n" % admit_count
+            + pack_args([b"EVALSHA", ADMIT.sha, numkeys, *keys]),
+            admit_tail=pack_args(pairs),
+            settle_head=b"*%d\r\n" % settle_count
+            + pack_args([b"EVALSHA", SETTLE.sha, numkeys, *keys]),
+            settle_tail=pack_args([check.kind for check in checks]),
+        )
+
+
 class RedisLimitStore:
     """Limits shared by every gateway through Redis (standalone or cluster).
 
-    ``timeout`` bounds each socket operation; the breaker (:mod:`aigw.state.breaker`) puts its
-    own, shorter, deadline on top. Commands are never retried by the client: a timed-out admit
-    may have run, and running it twice would reserve twice.
+    Standalone Redis over TCP or a Unix socket is spoken to by :class:`PipelinedRedis` (one
+    pipelined connection per worker, commands packed once per plan); Redis Cluster and TLS go
+    through redis-py. ``timeout`` bounds how long a reply may be outstanding; the breaker
+    (:mod:`aigw.state.breaker`) puts its own, shorter, deadline on top. Commands are never retried
+    by the client: a timed-out admit may have run, and running it twice would reserve twice.
     """
 
     def __init__(
@@ -352,14 +398,30 @@ class RedisLimitStore:
         self._max_connections = max_connections
         self._lease_ms = int(lease_seconds * 1000)
         self._settle_ttl_ms = int(settle_ttl_seconds * 1000)
+        self._lease_arg = pack_args([self._lease_ms, self._settle_ttl_ms])
+        self._admit_deadline: float | None = None
+        self._settle_deadline: float | None = None
+        self._pipe: PipelinedRedis | None = None
+        if not cluster and not url.startswith("rediss://"):
+            self._pipe = PipelinedRedis(url, timeout=timeout)
+        self._packed: dict[tuple[str, tuple[LimitCheck, ...]], _Packed] = {}
+        self._settling: set[asyncio.Task[Any]] = set()
         self._redis: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: tuple[AsyncScript, AsyncScript] | None = None
         self._ready = False
         self._ready_lock: asyncio.Lock | None = None
 
+    def set_deadlines(self, admit: float, settle: float) -> bool:
+        """Bound each admit and settle to these many seconds, raising ``TimeoutError`` past
+        them. Returns whether this store enforces them itself (the pipelined client does, with
+        one timer for all calls); otherwise the caller must."""
+        self._admit_deadline, self._settle_deadline = admit, settle
+        return self._pipe is not None
+
     def _client(self) -> tuple[AsyncScript, AsyncScript]:
-        """The scripts bound to the running loop's client (a connection belongs to one loop)."""
+        """redis-py's scripts bound to the running loop's client (a connection belongs to one
+        loop)."""
         loop = asyncio.get_running_loop()
         if self._scripts is None or self._loop is not loop:
             from redis.asyncio.retry import Retry
@@ -416,9 +478,20 @@ class RedisLimitStore:
         return "" if self._clock is None else str(math.floor(self._clock() * 1000))
 
     def _keys(self, plan: LimitPlan) -> list[str]:
-        keys = [limit_key(self.prefix, plan.namespace, c.scope, c.kind) for c in plan.checks]
-        keys.append(pending_key(self.prefix, plan.namespace))
-        return keys
+        return self._packed_plan(plan).keys
+
+    def _packed_plan(self, plan: LimitPlan) -> _Packed:
+        """The plan's keys and constant command parts; plans of one key share them (the checks
+        are the snapshot's, only the estimates change per request)."""
+        cache_key = (plan.namespace, plan.checks)
+        packed = self._packed.get(cache_key)
+        if packed is None:
+            keys = [limit_key(self.prefix, plan.namespace, c.scope, c.kind) for c in plan.checks]
+            keys.append(pending_key(self.prefix, plan.namespace))
+            if len(self._packed) >= _MAX_PACKED_PLANS:  # configurations churned a lot
+                self._packed.clear()
+            packed = self._packed[cache_key] = _Packed.of(keys, plan.checks)
+        return packed
 
     async def admit(self, plan: LimitPlan, *, admission_id: str | None = None) -> Admission:
         if not plan.checks:
@@ -434,24 +507,51 @@ class RedisLimitStore:
         return math.floor((self._clock or time.time)() * 1000)
 
     async def _admit(self, plan: LimitPlan, admission_id: str, *, dry_run: bool) -> Admission:
-        admit, _ = await self._ready_scripts()
-        args: list[Any] = [
+        packed = self._packed_plan(plan)
+        variable = [
             self._now_arg(),
             admission_id,
             plan.estimated_tokens,
             plan.estimated_cost_micro,
-            self._lease_ms,
-            self._settle_ttl_ms,
-            1 if dry_run else 0,
-            1 if plan.needs_settle() else 0,
         ]
-        for check in plan.checks:
-            args += [check.kind, check.limit]
-        answer = await admit(keys=self._keys(plan), args=args)
+        flags = [1 if dry_run else 0, 1 if plan.needs_settle() else 0]
+        if self._pipe is not None:
+            command = b"".join(
+                (
+                    packed.admit_head,
+                    pack_args(variable),
+                    self._lease_arg,
+                    pack_args(flags),
+                    packed.admit_tail,
+                )
+            )
+            answer = await self._pipe.evalsha(ADMIT, command, self._admit_deadline)
+        else:
+            admit, _ = await self._ready_scripts()
+            args: list[Any] = [*variable, self._lease_ms, self._settle_ttl_ms, *flags]
+            for check in plan.checks:
+                args += [check.kind, check.limit]
+            answer = await admit(keys=packed.keys, args=args)
         allowed, at_ms = bool(int(answer[0])), int(answer[1])
         values = [int(v) for v in answer[2:]]
         results = [CheckResult(*values[i : i + 3]) for i in range(0, len(values), 3)]
         return build_admission(plan, admission_id, allowed, at_ms, results)
+
+    def _settle_args(
+        self, admission: Admission, actual_tokens: int, actual_cost_micro: int
+    ) -> list[Any]:
+        plan = admission.plan
+        return [
+            self._now_arg(),
+            admission.id,
+            admission.at_ms,
+            actual_tokens - plan.estimated_tokens,
+            actual_cost_micro - plan.estimated_cost_micro,
+        ]
+
+    def _settle_command(self, admission: Admission, args: list[Any]) -> bytes:
+        packed = self._packed_plan(admission.plan)
+        return packed.settle_head + pack_args(args) + packed.settle_tail
 
     async def settle(
         self, admission: Admission, actual_tokens: int, actual_cost_micro: int
@@ -459,18 +559,47 @@ class RedisLimitStore:
         plan = admission.plan
         if not admission.allowed or not plan.needs_settle():
             return False
+        args = self._settle_args(admission, actual_tokens, actual_cost_micro)
+        if self._pipe is not None:
+            command = self._settle_command(admission, args)
+            return bool(int(await self._pipe.evalsha(SETTLE, command, self._settle_deadline)))
         _, settle = await self._ready_scripts()
-        args: list[Any] = [
-            self._now_arg(),
-            admission.id,
-            admission.at_ms,
-            actual_tokens - plan.estimated_tokens,
-            actual_cost_micro - plan.estimated_cost_micro,
-        ]
         args += [check.kind for check in plan.checks]
         return bool(int(await settle(keys=self._keys(plan), args=args)))
 
+    def settle_soon(
+        self,
+        admission: Admission,
+        actual_tokens: int,
+        actual_cost_micro: int,
+        done: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
+        """:meth:`settle` in the background, batched with other commands; ``done(future)``
+        gets the outcome. :meth:`close` waits for it."""
+        if not admission.allowed or not admission.plan.needs_settle():
+            return
+        report = done or _log_failure
+        if self._pipe is not None:
+            args = self._settle_args(admission, actual_tokens, actual_cost_micro)
+            self._pipe.evalsha_soon(SETTLE, self._settle_command(admission, args), report)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.settle(admission, actual_tokens, actual_cost_micro)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        task.add_done_callback(report)
+
     async def close(self) -> None:
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=self._timeout)
+        if self._pipe is not None:
+            await self._pipe.close()
         redis, self._redis, self._loop, self._scripts = self._redis, None, None, None
         if redis is not None:
             await redis.aclose()
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("limits: a settle failed: %s", future.exception())

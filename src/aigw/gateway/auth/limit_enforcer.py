@@ -9,10 +9,9 @@ the upstream reported, in a background task: off the response path, awaited on s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aigw.config.snapshot import KeyEntry, ModelEntry
@@ -55,7 +54,6 @@ class LimitEnforcer:
 
     def __init__(self, store: LimitStore | None = None) -> None:
         self._store = store
-        self._settling: set[asyncio.Task[None]] = set()
 
     @property
     def store(self) -> LimitStore:
@@ -94,7 +92,7 @@ class LimitEnforcer:
                 model.price.cost(estimate.prompt_tokens, estimate.completion_tokens) * 1_000_000
             )
         assert key.limit_plan is not None
-        plan = replace(key.limit_plan, estimated_tokens=tokens, estimated_cost_micro=cost)
+        plan = key.limit_plan.with_estimates(tokens, cost)
         admission = await self.store.admit(plan)
         headers = admission.headers()
         if admission.allowed:
@@ -117,23 +115,12 @@ class LimitEnforcer:
         }
 
     def settle_later(self, admission: Admission, tokens: int, cost_usd: float) -> None:
-        """Correct the reservation with real usage, without holding up the response."""
-        task = asyncio.get_running_loop().create_task(
-            self._settle(admission, tokens, round(cost_usd * 1_000_000))
-        )
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-
-    async def _settle(self, admission: Admission, tokens: int, cost_micro: int) -> None:
-        try:
-            await self.store.settle(admission, tokens, cost_micro)
-        except Exception:  # never lost silently: the lease expires, and we say so
-            log.exception("could not settle admission %s", admission.id)
+        """Correct the reservation with real usage, without holding up the response: the store
+        batches it with other traffic and :meth:`close` waits for it."""
+        self.store.settle_soon(admission, tokens, round(cost_usd * 1_000_000))
 
     async def close(self) -> None:
         """Finish every pending settle (graceful shutdown), then close the store."""
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
         if self._store is not None:
             await self._store.close()
 
