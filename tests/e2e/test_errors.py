@@ -336,8 +336,8 @@ def test_upstream_errors_keep_their_status(
         client.chat.completions.create(model="faulty-chat", messages=USER)
 
 
-def test_openai_request_to_an_anthropic_target_is_a_clear_501(stack: Stack) -> None:
-    response = _post(stack, CHAT, {**GOOD, "model": "claude-chat"})
+def test_an_openai_call_claude_cannot_serve_is_a_clear_501(stack: Stack) -> None:
+    response = _post(stack, "/v1/completions", {"model": "claude-chat", "prompt": "Say hello"})
     _assert_openai_error(
         response, 501, "invalid_request_error", "protocol_not_supported", "Anthropic's Messages API"
     )

@@ -51,6 +51,7 @@ def test_options_defaults_and_normalisation() -> None:
         "error_status": 500,
         "hang_rate": 0.0,
         "disconnect_rate": 0.0,
+        "stream_error_rate": 0.0,
         "completion_tokens": 16,
         "seed": None,
     }

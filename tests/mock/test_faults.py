@@ -254,6 +254,7 @@ async def test_tokens_per_second_holds_back_complete_answers(
         ("x-mock-status", "99"),
         ("x-mock-hang", "maybe"),
         ("x-mock-disconnect-after", "1.5"),
+        ("x-mock-stream-error-after", "-1"),
         ("x-mock-tokens-per-second", "nan"),
     ],
 )
@@ -267,3 +268,92 @@ async def test_malformed_override_header_is_a_bad_request(
         error = (await response.json())["error"]
 
     assert header in error["message"]
+
+
+async def test_stream_error_header_breaks_anthropic_sdk(
+    mock: MockServer, anthropic_client: anthropic.AsyncAnthropic
+) -> None:
+    texts = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        async with anthropic_client.messages.stream(
+            **ANTHROPIC_MESSAGE, extra_headers={"x-mock-stream-error-after": "5"}
+        ) as stream:
+            async for text in stream.text_stream:
+                texts.append(text)
+
+    # message_start, content_block_start, ping and two tokens came first.
+    assert texts == ["This", " is"]
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    # The response itself ended cleanly, so it counts as completed.
+    assert await mock.stats() == {"requests": 1, "completed": 1, "client_disconnects": 0}
+
+
+async def test_stream_error_rate_breaks_openai_sdk(
+    mock: MockServer, openai_client: openai.AsyncOpenAI
+) -> None:
+    await mock.configure(stream_error_rate=1.0)
+
+    stream = await openai_client.chat.completions.create(**STREAM)
+    received = []
+    with pytest.raises(openai.APIError, match="injected by the aigw mock upstream"):
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content)
+    # Only streams get the error; a complete answer is unaffected.
+    completion = await openai_client.chat.completions.create(**CHAT)
+
+    assert received == ["", "This", " is", " a", " mock"]
+    assert completion.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("error_after", "cut_after", "events_before_error"),
+    [("0", None, 0), ("3", None, 3), ("1000", None, 1 + 16 + 1), ("3", "5", 3)],
+)
+async def test_stream_error_on_the_wire(
+    mock: MockServer, error_after: str, cut_after: str | None, events_before_error: int
+) -> None:
+    headers = {"x-mock-stream-error-after": error_after}
+    if cut_after is not None:
+        headers["x-mock-disconnect-after"] = cut_after
+    async with mock.http.post(
+        f"{mock.url}/v1/chat/completions", json=STREAM, headers=headers
+    ) as response:
+        raw = await response.read()  # no ClientPayloadError: the response ends cleanly
+
+    *events, error, end = raw.split(b"\n\n")
+    assert len(events) == events_before_error
+    assert error.startswith(b'data: {"error":{')
+    assert end == b""
+
+
+async def test_disconnect_due_before_the_stream_error_wins(mock: MockServer) -> None:
+    headers = {"x-mock-stream-error-after": "4", "x-mock-disconnect-after": "2"}
+    received = b""
+    async with mock.http.post(
+        f"{mock.url}/v1/chat/completions", json=STREAM, headers=headers
+    ) as response:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for data in response.content.iter_any():
+                received += data
+
+    assert received.count(b"\n\n") == 2
+    assert b"error" not in received
+
+
+async def test_paced_stream_error(mock: MockServer) -> None:
+    body = ANTHROPIC_MESSAGE | {"stream": True}
+    headers = {"x-mock-stream-error-after": "4", "x-mock-tokens-per-second": "200"}
+    async with mock.http.post(f"{mock.url}/v1/messages", json=body, headers=headers) as response:
+        raw = await response.read()
+
+    names = [block.split(b"\n")[0] for block in raw.split(b"\n\n")[:-1]]
+    assert names == [
+        b"event: message_start",
+        b"event: content_block_start",
+        b"event: ping",
+        b"event: content_block_delta",
+        b"event: error",
+    ]

@@ -338,3 +338,51 @@ async def test_sdk_sees_bad_request(openai_client: openai.AsyncOpenAI) -> None:
 
     assert caught.value.status_code == 400
     assert caught.value.param == "messages"
+
+
+@pytest.mark.parametrize("stop", ["mock", ["upstream", "mock"]])
+async def test_chat_stop_sequence_ends_the_answer(
+    openai_client: openai.AsyncOpenAI, stop: str | list[str]
+) -> None:
+    completion = await openai_client.chat.completions.create(model="m", messages=USER_HI, stop=stop)
+
+    assert completion.choices[0].message.content == "This is a "
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "content", "tool"),
+    [
+        ("required", "hello", "get_weather"),
+        ({"type": "function", "function": {"name": "other"}}, "hello", "other"),
+        ("none", "use a tool", None),
+        ("auto", "use a tool", "get_weather"),
+    ],
+)
+async def test_chat_tool_choice(
+    openai_client: openai.AsyncOpenAI, tool_choice: object, content: str, tool: str | None
+) -> None:
+    completion = await openai_client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": content}],
+        tools=TOOLS,
+        tool_choice=tool_choice,
+    )
+
+    calls = completion.choices[0].message.tool_calls or []
+    assert [call.function.name for call in calls] == ([tool] if tool else [])
+
+
+async def test_chat_tool_choice_naming_an_unknown_tool(mock: MockServer) -> None:
+    body = {
+        "model": "m",
+        "messages": USER_HI,
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "nope"}},
+    }
+    async with mock.http.post(f"{mock.url}/v1/chat/completions", json=body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+
+    assert error["param"] == "tool_choice"

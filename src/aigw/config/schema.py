@@ -130,6 +130,17 @@ class Model(_Strict):
     description: str = ""
     targets: list[Target] = Field(min_length=1)
     owned_by: str = Field("aigw", description="Shown in /v1/models.")
+    default_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="max_tokens sent to a Claude (anthropic) target when an OpenAI-format "
+        "request sets none (Claude requires it); 4096 when unset.",
+    )
+    drop_unsupported_params: bool = Field(
+        False,
+        description="When translating OpenAI requests for a Claude target, drop parameters "
+        "Claude cannot honour (n > 1, logprobs, penalties, ...) instead of answering 400.",
+    )
 
 
 class ModelAccess(_Strict):

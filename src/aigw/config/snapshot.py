@@ -71,6 +71,8 @@ class ModelEntry:
     targets: tuple[TargetEntry, ...]
     owned_by: str
     price: PriceEntry | None = None
+    default_max_tokens: int | None = None
+    drop_unsupported_params: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ def build_snapshot(config: Config) -> Snapshot:
             ),
             owned_by=model.owned_by,
             price=next((prices[n] for n in (model.name, *model.aliases) if n in prices), None),
+            default_max_tokens=model.default_max_tokens,
+            drop_unsupported_params=model.drop_unsupported_params,
         )
         for name in entry.names:
             models_by_name[name] = entry

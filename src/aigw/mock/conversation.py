@@ -2,8 +2,8 @@
 
 Token counts are a documented estimate rather than a real tokenizer, identical for every
 endpoint: one token per whitespace-separated word, plus ``MESSAGE_OVERHEAD_TOKENS`` per
-message of a conversation (a system prompt counts as a message). Token-id arrays count one
-token per id.
+message of a conversation (a system prompt counts as a message) and ``ATTACHMENT_TOKENS`` per
+image or binary document. Token-id arrays count one token per id.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 
 MESSAGE_OVERHEAD_TOKENS = 3
 """Per-message framing cost, like the role and separator tokens of real chat formats."""
+
+ATTACHMENT_TOKENS = 85
+"""Per image or binary document (PDF, audio), whatever its size."""
 
 TOOL_TRIGGER = "use a tool"
 """Text in the user's last turn that makes the mock call the first offered tool."""
@@ -41,13 +44,47 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+def content_tokens(content: object) -> int:
+    """Estimated tokens of message content: its words, and its attachments.
+
+    A document of plain text (an Anthropic ``document`` with a ``text`` source) counts its
+    words rather than as an attachment.
+    """
+    if isinstance(content, str):
+        return count_words(content)
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        text = part.get("text")
+        source = part.get("source")
+        if isinstance(text, str):
+            total += count_words(text)
+        elif (
+            isinstance(source, Mapping)
+            and isinstance(source.get("data"), str)
+            and (source.get("type") == "text")
+        ):
+            total += count_words(source["data"])
+        elif part.get("type") in _ATTACHMENT_PARTS:
+            total += ATTACHMENT_TOKENS
+        else:
+            total += content_tokens(part.get("content"))
+    return total
+
+
+_ATTACHMENT_PARTS = frozenset({"image", "image_url", "document", "file", "input_audio"})
+
+
 def conversation_tokens(messages: Sequence[Mapping[str, object]], system: object = None) -> int:
     """Estimated prompt tokens of a chat or Messages API conversation."""
     total = 0
     if system:
-        total += MESSAGE_OVERHEAD_TOKENS + count_words(content_text(system))
+        total += MESSAGE_OVERHEAD_TOKENS + content_tokens(system)
     for message in messages:
-        total += MESSAGE_OVERHEAD_TOKENS + count_words(content_text(message.get("content")))
+        total += MESSAGE_OVERHEAD_TOKENS + content_tokens(message.get("content"))
     return total
 
 
@@ -74,3 +111,20 @@ def asks_for_tool(messages: Sequence[Mapping[str, object]]) -> bool:
     """
     last = messages[-1]
     return last.get("role") == "user" and TOOL_TRIGGER in content_text(last.get("content")).lower()
+
+
+def tool_to_call(
+    names: Sequence[str], mode: str, forced: str | None, messages: Sequence[Mapping[str, object]]
+) -> str | None:
+    """Which offered tool the mock calls, if any, under the request's tool choice.
+
+    ``mode`` is ``auto`` (call the first tool when the user asks for one), ``any`` (always call
+    the first tool), ``tool`` (always call ``forced``) or ``none`` (never call one).
+    """
+    if not names or mode == "none":
+        return None
+    if mode == "tool":
+        return forced
+    if mode == "any" or asks_for_tool(messages):
+        return names[0]
+    return None

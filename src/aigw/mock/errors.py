@@ -6,7 +6,7 @@ import enum
 
 from aiohttp import web
 
-from aigw.mock.responses import json_response
+from aigw.mock.responses import json_response, sse_data, sse_event
 
 
 class Protocol(enum.Enum):
@@ -68,6 +68,25 @@ def error_response(protocol: Protocol, error: ApiError) -> web.Response:
             }
         }
     return json_response(body, status=status, headers=headers)
+
+
+def stream_error_event(protocol: Protocol) -> bytes:
+    """The event of an error injected mid-stream, as each provider reports one after the 200:
+    Anthropic's documented ``overloaded_error`` event, or an OpenAI chunk carrying ``error``."""
+    if protocol is Protocol.ANTHROPIC:
+        error = {"type": "overloaded_error", "message": "Overloaded"}
+        return sse_event({"type": "error", "error": error})
+    return sse_data(
+        {
+            "error": {
+                "message": "The server had an error while processing your request "
+                "(injected by the aigw mock upstream).",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    )
 
 
 def injected_error(status: int) -> ApiError:

@@ -14,12 +14,15 @@ from aigw.mock.options import MockOptions
 DEFAULT_CUT_AFTER = 5
 """Events sent before a randomly drawn mid-stream disconnect: every protocol's preamble (at
 most 3 events, Anthropic's) and then some tokens, so clients are cut off mid-answer."""
+DEFAULT_ERROR_AFTER = DEFAULT_CUT_AFTER
+"""Events sent before a randomly drawn mid-stream error event, for the same reason."""
 
 # Per-request overrides, so a test can target one request without reconfiguring the server.
 LATENCY_HEADER = "x-mock-latency-ms"
 STATUS_HEADER = "x-mock-status"
 HANG_HEADER = "x-mock-hang"
 DISCONNECT_HEADER = "x-mock-disconnect-after"
+STREAM_ERROR_HEADER = "x-mock-stream-error-after"
 SPEED_HEADER = "x-mock-tokens-per-second"
 
 _NUMBER = "a finite number >= 0"
@@ -39,6 +42,9 @@ class FaultPlan:
     """Answer with this error status instead of the real answer."""
     cut_after: int | None
     """For streams: events to send before cutting the connection."""
+    error_after: int | None = None
+    """For streams: events to send before an error event that ends the stream (cleanly: the
+    response itself completes, as the providers' do after such an error)."""
 
     def generation_s(self, tokens: int) -> float:
         """Time from the first to the last of ``tokens`` paced tokens."""
@@ -74,12 +80,19 @@ def plan_faults(
     elif cut_after is None and _draw(rng, options.disconnect_rate):
         cut_after = DEFAULT_CUT_AFTER
 
+    error_after = _header(headers, STREAM_ERROR_HEADER, _non_negative_int, "an integer >= 0", None)
+    if not streaming:
+        error_after = None
+    elif error_after is None and _draw(rng, options.stream_error_rate):
+        error_after = DEFAULT_ERROR_AFTER
+
     return FaultPlan(
         latency_s=latency_ms / 1000.0,
         seconds_per_token=1.0 / speed if speed > 0 else 0.0,
         hang=hang,
         error_status=error_status,
         cut_after=cut_after,
+        error_after=error_after,
     )
 
 

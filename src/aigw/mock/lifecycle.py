@@ -11,7 +11,13 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from aigw.mock.errors import ApiError, Protocol, error_response, injected_error
+from aigw.mock.errors import (
+    ApiError,
+    Protocol,
+    error_response,
+    injected_error,
+    stream_error_event,
+)
 from aigw.mock.faults import plan_faults
 from aigw.mock.options import MockOptions
 from aigw.mock.pacing import pause
@@ -95,6 +101,8 @@ async def _answer(
                 result,
                 seconds_per_token=plan.seconds_per_token,
                 cut_after=plan.cut_after,
+                error_after=plan.error_after,
+                error_event=stream_error_event(protocol),
             )
         await pause(request, plan.generation_s(result.generated_tokens))
         response = json_response(result.body)

@@ -8,7 +8,8 @@ from typing import Any
 
 from aigw.mock import validation
 from aigw.mock.answer import TOOL_CALL_TOKENS, new_id, text_answer
-from aigw.mock.conversation import asks_for_tool, conversation_tokens, input_tokens
+from aigw.mock.conversation import conversation_tokens, input_tokens, tool_to_call
+from aigw.mock.errors import ApiError
 from aigw.mock.lifecycle import Call
 from aigw.mock.responses import SSE_DONE, EventStream, Reply, sse_data
 
@@ -16,8 +17,10 @@ from aigw.mock.responses import SSE_DONE, EventStream, Reply, sse_data
 def chat_completions(call: Call) -> Reply | EventStream:
     """A ``chat.completion``, or its ``chat.completion.chunk`` stream.
 
-    The answer is the canned text, or a call of the first tool with ``{}`` arguments when
-    tools are offered and the last user turn asks to "use a tool".
+    The answer is the canned text, cut by the token limit or before the first ``stop``
+    sequence it would contain; or a call of a tool with ``{}`` arguments: the first tool when
+    the last user turn asks to "use a tool" (or ``tool_choice`` is ``required``), the named
+    one when ``tool_choice`` names it, none when it is ``none``.
     """
     body = validation.request_object(call.body)
     model = validation.required_string(body, "model")
@@ -25,11 +28,14 @@ def chat_completions(call: Call) -> Reply | EventStream:
     limit = validation.optional_int(body, "max_completion_tokens", minimum=1)
     if limit is None:
         limit = validation.optional_int(body, "max_tokens", minimum=1)
-    tool = validation.first_tool_name(body, "function", "name") if asks_for_tool(messages) else None
+    names = validation.tool_names(body, "function", "name")
+    tool = tool_to_call(names, *_tool_choice(body, names), messages)
 
     if tool is None:
-        answer = text_answer(limit, call.options.completion_tokens)
-        generated = len(answer.tokens)
+        answer = text_answer(
+            limit, call.options.completion_tokens, validation.string_list(body, "stop")
+        )
+        generated = answer.generated
         finish_reason = "length" if answer.truncated else "stop"
         message: dict[str, Any] = {"role": "assistant", "content": answer.text}
         opening: dict[str, Any] = {"role": "assistant", "content": ""}
@@ -90,8 +96,10 @@ def completions(call: Call) -> Reply | EventStream:
     prompt = validation.text_or_tokens(body, "prompt")
     limit = validation.optional_int(body, "max_tokens", minimum=1)
 
-    answer = text_answer(limit, call.options.completion_tokens)
-    generated = len(answer.tokens)
+    answer = text_answer(
+        limit, call.options.completion_tokens, validation.string_list(body, "stop")
+    )
+    generated = answer.generated
     finish_reason = "length" if answer.truncated else "stop"
     usage = _usage(input_tokens(prompt), generated)
 
@@ -108,6 +116,36 @@ def completions(call: Call) -> Reply | EventStream:
         tokens=[sse_data(chunks.wrap([choice(token, None)])) for token in answer.tokens],
         tail=[sse_data(chunks.wrap([choice("", finish_reason)])), *_stream_end(chunks, usage)],
     )
+
+
+_TOOL_CHOICE_MODES = {"auto": "auto", "required": "any", "none": "none"}
+
+
+def _tool_choice(body: dict[str, Any], names: list[str]) -> tuple[str, str | None]:
+    """The request's ``tool_choice`` as (mode, forced tool name), modes as tool_to_call's."""
+    choice = body.get("tool_choice")
+    if choice is None:
+        return "auto", None
+    if isinstance(choice, str) and choice in _TOOL_CHOICE_MODES:
+        return _TOOL_CHOICE_MODES[choice], None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        raise ApiError(
+            400,
+            "Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or a named "
+            "function.",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    if name not in names:
+        raise ApiError(
+            400,
+            f"Invalid value for 'tool_choice': function '{name}' is not among the 'tools'.",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    return "tool", name
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,9 @@ class MockOptions:
     """Fraction (0..1) of API requests never answered until the client gives up."""
     disconnect_rate: float = 0.0
     """Fraction (0..1) of streaming requests cut off mid-stream, without the terminating event."""
+    stream_error_rate: float = 0.0
+    """Fraction (0..1) of streaming requests that report an error mid-stream (an Anthropic
+    ``error`` event, an OpenAI ``data: {"error": ...}`` chunk) and then end."""
     completion_tokens: int = 16
     """Answer length in tokens when the request sets no lower ``max_tokens``."""
     seed: int | None = None
@@ -43,7 +46,7 @@ class MockOptions:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
             setattr(self, name, value)
-        for name in ("error_rate", "hang_rate", "disconnect_rate"):
+        for name in ("error_rate", "hang_rate", "disconnect_rate", "stream_error_rate"):
             value = _number(name, getattr(self, name))
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")

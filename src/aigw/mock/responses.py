@@ -71,16 +71,24 @@ async def send_stream(
     *,
     seconds_per_token: float,
     cut_after: int | None,
+    error_after: int | None = None,
+    error_event: bytes = b"",
 ) -> web.StreamResponse:
     """Write ``stream`` as a chunked event-stream response.
 
     ``cut_after`` closes the connection after that many events, always before the last one,
     so the client sees a stream that ends without its terminator or the chunked trailer.
+    ``error_after`` instead sends ``error_event`` after that many events (also before the
+    last one) and ends the response there, cleanly; a cut due first wins.
     Raises InjectedDisconnect when it cut, ConnectionResetError when the client went away.
     """
     response = web.StreamResponse(headers=_SSE_HEADERS)
     await response.prepare(request)
     events = [*stream.head, *stream.tokens, *stream.tail]
+    error_at = None if error_after is None else min(error_after, len(events) - 1)
+    if error_at is not None and (cut_after is None or cut_after > error_at):
+        events = [*events[:error_at], error_event]
+        cut_after = None
     if cut_after is None and seconds_per_token <= 0:
         # Unpaced and whole: one write instead of one per event keeps the mock fast.
         await response.write(b"".join(events))

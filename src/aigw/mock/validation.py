@@ -117,19 +117,34 @@ def text_or_tokens(body: dict[str, Any], name: str) -> str | list[Any]:
     )
 
 
-def first_tool_name(body: dict[str, Any], *path: str) -> str | None:
-    """Name of the first of the ``tools``, found under ``path``; None when none are offered."""
+def tool_names(body: dict[str, Any], *path: str) -> list[str]:
+    """Names of the offered ``tools``, each found under ``path``; empty when none are offered."""
     tools = body.get("tools")
     if not tools:
-        return None
+        return []
     if not isinstance(tools, list):
         raise _invalid_type("tools", "an array", tools)
-    node: object = tools[0]
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    if not isinstance(node, str) or not node:
-        raise _missing("tools[0]." + ".".join(path))
-    return node
+    names = []
+    for index, tool in enumerate(tools):
+        node: object = tool
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, str) or not node:
+            raise _missing(f"tools[{index}]." + ".".join(path))
+        names.append(node)
+    return names
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str]:
+    """A string or an array of strings (like ``stop``), as a list; empty when absent."""
+    value = body.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise _invalid_type(name, "a string or an array of strings", value)
 
 
 def _required(body: dict[str, Any], name: str) -> object:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aigw.config.snapshot import KeyEntry, ModelEntry
 from aigw.gateway.core.errors import GatewayError, InvalidRequest, NotReady
+from aigw.gateway.translate.anthropic_to_openai import messages_to_chat_request
 from aigw.state.limits import Admission, LimitStore, limit_store_for
 from aigw.tokens import counting
 
@@ -82,7 +83,9 @@ class LimitEnforcer:
         """
         estimate = None
         if key.counts_tokens:
-            estimate = await estimate_tokens(key, upstream_model, path, body)
+            estimate = await estimate_tokens(
+                key, upstream_model, path, body, model.default_max_tokens
+            )
         if not key.has_limits:
             return None
         tokens = estimate.prompt_tokens + estimate.completion_tokens if estimate else 0
@@ -126,13 +129,23 @@ class LimitEnforcer:
 
 
 async def estimate_tokens(
-    key: KeyEntry, upstream_model: str, path: str, body: dict[str, Any]
+    key: KeyEntry,
+    upstream_model: str,
+    path: str,
+    body: dict[str, Any],
+    model_max_tokens: int | None = None,
 ) -> Estimate:
-    """Prompt tokens counted exactly (OpenAI models) and the completion the request may use."""
+    """Prompt tokens (exact for OpenAI models, Claude's documented estimate) and the completion
+    the request may use: its ``max_tokens``, else the policy's default, else the model's."""
     try:
         if path == "/v1/chat/completions":
             counted = await counting.count_chat_async(
                 upstream_model, body.get("messages"), body.get("tools")
+            )
+        elif path == "/v1/messages":
+            chat = _as_chat(body, upstream_model)
+            counted = await counting.count_chat_async(
+                upstream_model, chat.get("messages"), chat.get("tools")
             )
         elif path == "/v1/completions":
             counted = await counting.count_completion_prompt_async(
@@ -146,7 +159,7 @@ async def estimate_tokens(
     if key.max_prompt_tokens is not None and prompt > key.max_prompt_tokens:
         raise InvalidRequest(
             f"the prompt is {prompt} tokens, above this key's limit of {key.max_prompt_tokens}",
-            param="messages" if path == "/v1/chat/completions" else "prompt",
+            param="prompt" if path == "/v1/completions" else "messages",
             code="prompt_too_long",
         )
     if path == "/v1/embeddings":
@@ -155,10 +168,21 @@ async def estimate_tokens(
     completion = (
         requested
         if isinstance(requested, int)
-        else (key.default_max_tokens or FALLBACK_COMPLETION_TOKENS)
+        else (key.default_max_tokens or model_max_tokens or FALLBACK_COMPLETION_TOKENS)
     )
     n = body.get("n") if isinstance(body.get("n"), int) else 1
     return Estimate(prompt, completion * n)
+
+
+def _as_chat(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """An Anthropic Messages request in Chat Completions form, to be counted like one (system
+    prompt, tool calls and results, images and tools included)."""
+    try:
+        return messages_to_chat_request(body, upstream_model=upstream_model)
+    except GatewayError:
+        # A block with no chat form (a PDF for a Claude upstream): count the rest of the
+        # request without it rather than refuse what Claude itself accepts.
+        raise counting.TokenCountError("not countable as chat", "messages") from None
 
 
 def _refusal(admission: Admission, headers: dict[str, str]) -> GatewayError:

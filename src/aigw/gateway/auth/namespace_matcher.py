@@ -2,7 +2,19 @@
 
 The key is read from ``Authorization: Bearer``, ``api-key`` (Azure OpenAI's header) or
 ``x-api-key`` (Anthropic's), in that order, hashed, and looked up in the snapshot: one SHA-256
-and one dictionary lookup, no I/O.
+and one dictionary lookup, no I/O. The key decides the namespace.
+
+A caller may also *name* the namespace, to make sure a request lands where it means it to (a
+platform that routes many teams' traffic, a key pasted into the wrong service):
+
+1. a path prefix, ``/ns/{namespace}/v1/...`` (the gateway serves the rest of the path as usual);
+2. else the header ``x-aigw-namespace``.
+
+Either way the key must belong to that namespace: naming one never grants access to it. A name
+that is not the key's namespace (including one that does not exist, which is not told apart, so
+namespaces cannot be probed) is a 403 ``namespace_mismatch``; a path prefix and a header that
+disagree are a 400. Checks run in this order: key present (401), key known (401), key not
+expired (401), named namespace (403).
 """
 
 from __future__ import annotations
@@ -11,8 +23,8 @@ import hashlib
 from datetime import UTC, datetime
 
 from aigw.config.snapshot import KeyEntry, Snapshot
-from aigw.gateway.core.errors import AuthenticationFailed
-from aigw.gateway.core.http import Scope
+from aigw.gateway.core.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from aigw.gateway.core.http import Scope, header
 
 _KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
 
@@ -35,8 +47,24 @@ def caller_key(scope: Scope) -> str | None:
     return None
 
 
-def match_namespace(scope: Scope, snapshot: Snapshot) -> KeyEntry:
-    """The key entry (and so the namespace) of the caller, or a 401."""
+NAMESPACE_HEADER = b"x-aigw-namespace"
+NAMESPACE_PREFIX = "/ns/"
+
+
+def split_namespace_path(path: str) -> tuple[str | None, str]:
+    """``/ns/team/v1/chat/completions`` → ``("team", "/v1/chat/completions")``; other paths
+    are returned as they are, with no namespace."""
+    if not path.startswith(NAMESPACE_PREFIX):
+        return None, path
+    name, slash, rest = path[len(NAMESPACE_PREFIX) :].partition("/")
+    return name, slash + rest
+
+
+def match_namespace(
+    scope: Scope, snapshot: Snapshot, path_namespace: str | None = None
+) -> KeyEntry:
+    """The key entry (and so the namespace) of the caller: a 401 without a valid key, a 403 if
+    the caller named another namespace (``path_namespace`` or the header)."""
     key = caller_key(scope)
     if key is None:
         raise AuthenticationFailed(
@@ -47,7 +75,26 @@ def match_namespace(scope: Scope, snapshot: Snapshot) -> KeyEntry:
         raise AuthenticationFailed("incorrect API key provided")
     if entry.expires_at is not None and _expired(entry.expires_at):
         raise AuthenticationFailed("this API key has expired", code="expired_api_key")
+    named = _named_namespace(scope, path_namespace)
+    if named is not None and named != entry.namespace:
+        raise PermissionDenied(
+            f"this API key does not belong to namespace '{named}'", code="namespace_mismatch"
+        )
     return entry
+
+
+def _named_namespace(scope: Scope, path_namespace: str | None) -> str | None:
+    raw = header(scope, NAMESPACE_HEADER)
+    named = raw.decode("latin-1").strip() if raw is not None else None
+    if path_namespace is not None:
+        if named and named != path_namespace:
+            raise InvalidRequest(
+                f"the path names namespace '{path_namespace}' and the {NAMESPACE_HEADER.decode()}"
+                f" header '{named}'; name one, or the same in both",
+                code="namespace_conflict",
+            )
+        return path_namespace
+    return named or None
 
 
 def _expired(expires_at: datetime) -> bool:

@@ -11,6 +11,7 @@ path does no I/O but the upstream call itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -18,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from aigw import __version__
-from aigw.config.snapshot import KeyEntry, Snapshot
-from aigw.gateway.auth.limit_enforcer import LimitEnforcer
-from aigw.gateway.auth.namespace_matcher import match_namespace
+from aigw.config.snapshot import KeyEntry, Snapshot, TargetEntry
+from aigw.gateway.auth.limit_enforcer import LimitEnforcer, estimate_tokens
+from aigw.gateway.auth.namespace_matcher import match_namespace, split_namespace_path
 from aigw.gateway.auth.policy_enforcer import enforce_policy
-from aigw.gateway.core.endpoints import ENDPOINTS, Endpoint, parse_json_body
+from aigw.gateway.core.endpoints import COUNT_TOKENS_PATH, ENDPOINTS, Endpoint, parse_json_body
 from aigw.gateway.core.errors import (
     GatewayError,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
     NotReady,
+    anthropic_error_body,
     openai_error_body,
 )
 from aigw.gateway.core.http import (
@@ -45,6 +47,7 @@ from aigw.gateway.core.http import (
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.realtime import close_default_recorder
+from aigw.gateway.routing.exchange import plan_exchange
 from aigw.gateway.routing.router import choose_target, resolve_model
 from aigw.gateway.routing.upstream import Relayed, UpstreamClient
 from aigw.state.limits import Admission
@@ -97,21 +100,25 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = (header(scope, b"x-request-id") or uuid.uuid4().hex.encode())[:128]
         response_headers: Headers = [(b"x-request-id", request_id)]
-        record = RequestRecord(request_id.decode("latin-1"), scope["method"], scope["path"])
+        path_namespace, path = split_namespace_path(scope["path"])
+        record = RequestRecord(request_id.decode("latin-1"), scope["method"], path)
+        endpoint = ENDPOINTS.get(path)
+        render = anthropic_error_body if _speaks_anthropic(scope, path) else openai_error_body
         try:
-            endpoint = ENDPOINTS.get(scope["path"])
             if endpoint is not None:
                 if scope["method"] != "POST":
                     raise MethodNotAllowed(f"use POST for {endpoint.path}")
-                await self._proxy(scope, receive, send, endpoint, response_headers, record)
+                await self._proxy(
+                    scope, receive, send, endpoint, path_namespace, response_headers, record
+                )
             else:
-                await self._local(scope, send, response_headers, record)
+                await self._local(scope, path, path_namespace, send, response_headers, record)
         except GatewayError as error:
             record.status = error.status
             record.error_type = error.type
             headers = JSON_HEADERS + response_headers
             headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
-            await send_response(send, error.status, openai_error_body(error), headers)
+            await send_response(send, error.status, render(error), headers)
         except ClientDisconnected:
             record.status = 499
             record.error_type = "client_disconnected"
@@ -121,9 +128,7 @@ class GatewayApp:
             record.error_type = "server_error"
             error = GatewayError("the gateway failed to handle this request; see its logs")
             try:
-                await send_response(
-                    send, 500, openai_error_body(error), JSON_HEADERS + response_headers
-                )
+                await send_response(send, 500, render(error), JSON_HEADERS + response_headers)
             except Exception:  # the response had already started: nothing more can be said
                 pass
         finally:
@@ -135,11 +140,12 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         endpoint: Endpoint,
+        path_namespace: str | None,
         response_headers: Headers,
         record: RequestRecord,
     ) -> None:
         snapshot = self._ready_snapshot()
-        key = match_namespace(scope, snapshot)
+        key = match_namespace(scope, snapshot, path_namespace)
         record.namespace, record.key = key.namespace, key.prefix
         raw = await read_body(scope, receive, snapshot.max_request_body_bytes)
         large = len(raw) > OFFLOAD_JSON_BYTES
@@ -150,27 +156,32 @@ class GatewayApp:
         enforce_policy(key, model, body, client_address(scope, snapshot.trusted_proxies))
         target = choose_target(model)
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
-        upstream_model = target.upstream_model
+        if endpoint.path == COUNT_TOKENS_PATH:
+            await self._count_tokens(send, key, target, body, response_headers, record)
+            return
+        # Settling a stream's limits needs its real usage (asked of OpenAI upstreams).
+        settles = key.limit_plan is not None and key.limit_plan.needs_settle()
+        plan = functools.partial(
+            plan_exchange,
+            endpoint.protocol,
+            endpoint.upstream_path,
+            body,
+            raw,
+            model,
+            target,
+            settle_stream_usage=settles,
+            default_max_tokens=key.default_max_tokens,
+            caller_headers=_anthropic_headers(scope) if endpoint.protocol == "anthropic" else {},
+        )
+        # Planned (and a translation refused) before limits reserve anything.
+        exchange = await asyncio.to_thread(plan) if large else plan()
         admission = await self.limits.admit(
-            key, model, upstream_model, endpoint.path, body, response_headers
+            key, model, target.upstream_model, endpoint.path, body, response_headers
         )
-        # Streams are settled with real usage: ask OpenAI upstreams for it, hide it if unasked.
-        strip_usage = (
-            admission is not None
-            and admission.plan.needs_settle()
-            and record.stream
-            and target.provider.type != "anthropic"
-            and not _asks_for_usage(body)
-        )
-        if strip_usage:
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        if strip_usage or body["model"] != upstream_model:
-            body["model"] = upstream_model
-            raw = await asyncio.to_thread(orjson.dumps, body) if large else orjson.dumps(body)
         relayed: Relayed | None = None
         try:
             relayed = await self._relay_unless_disconnected(
-                receive, send, target, endpoint.upstream_path, raw, response_headers, strip_usage
+                receive, send, target, exchange, response_headers
             )
         finally:
             if relayed is not None:
@@ -179,6 +190,22 @@ class GatewayApp:
                     record.count_usage(relayed.usage, model.price)
             if admission is not None and admission.plan.needs_settle():
                 self.limits.settle_later(admission, *_actual_usage(admission, relayed, record))
+
+    async def _count_tokens(
+        self,
+        send: Send,
+        key: KeyEntry,
+        target: TargetEntry,
+        body: dict[str, Any],
+        response_headers: Headers,
+        record: RequestRecord,
+    ) -> None:
+        """Anthropic's ``/v1/messages/count_tokens``, answered by the gateway's counter: exact
+        for OpenAI models, the documented estimate for Claude. Free: no limits are charged."""
+        estimate = await estimate_tokens(key, target.upstream_model, "/v1/messages", body)
+        record.status = 200
+        answer = orjson.dumps({"input_tokens": estimate.prompt_tokens})
+        await send_response(send, 200, answer, JSON_HEADERS + response_headers)
 
     async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> Relayed:
         """Relay upstream, cancelling the upstream request as soon as the caller goes away."""
@@ -204,10 +231,15 @@ class GatewayApp:
             watcher.cancel()
 
     async def _local(
-        self, scope: Scope, send: Send, response_headers: Headers, record: RequestRecord
+        self,
+        scope: Scope,
+        path: str,
+        path_namespace: str | None,
+        send: Send,
+        response_headers: Headers,
+        record: RequestRecord,
     ) -> None:
         """Endpoints the gateway answers itself."""
-        path = scope["path"]
         if scope["method"] != "GET" and (
             path in ("/healthz", "/readyz") or path.startswith("/v1/models")
         ):
@@ -221,9 +253,13 @@ class GatewayApp:
             body["limits"] = self.limits.describe()
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             snapshot = self._ready_snapshot()
-            key = match_namespace(scope, snapshot)
+            key = match_namespace(scope, snapshot, path_namespace)
             record.namespace, record.key = key.namespace, key.prefix
-            body = _models_response(snapshot, key, path.removeprefix("/v1/models").strip("/"))
+            model_id = path.removeprefix("/v1/models").strip("/")
+            if header(scope, b"anthropic-version") is not None:  # Anthropic's SDK asks
+                body = _anthropic_models_response(snapshot, key, model_id)
+            else:
+                body = _models_response(snapshot, key, model_id)
         else:
             raise NotFound(f"unknown path {path}; see /v1/models for what this gateway serves")
         record.status = 200
@@ -252,9 +288,35 @@ def _models_response(snapshot: Snapshot, key: KeyEntry, model_id: str) -> dict[s
     )
 
 
-def _asks_for_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+def _anthropic_models_response(snapshot: Snapshot, key: KeyEntry, model_id: str) -> dict[str, Any]:
+    """``/v1/models`` as Anthropic's API lists models (its SDK's ``models.list()``)."""
+    entries = [
+        {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+        for model in snapshot.models_for(key)
+        for name in model.names
+    ]
+    if not model_id:
+        return {
+            "data": entries,
+            "has_more": False,
+            "first_id": entries[0]["id"] if entries else None,
+            "last_id": entries[-1]["id"] if entries else None,
+        }
+    for entry in entries:
+        if entry["id"] == model_id:
+            return entry
+    raise ModelNotFound(f"model: {model_id}", param="model")
+
+
+def _speaks_anthropic(scope: Scope, path: str) -> bool:
+    """Whether errors go out in Anthropic's format: its endpoints, or its SDK (which always
+    sends ``anthropic-version``) on a shared one such as ``/v1/models``."""
+    return path.startswith("/v1/messages") or header(scope, b"anthropic-version") is not None
+
+
+def _anthropic_headers(scope: Scope) -> dict[str, str]:
+    beta = header(scope, b"anthropic-beta")
+    return {"anthropic-beta": beta.decode("latin-1")} if beta is not None else {}
 
 
 def _actual_usage(

@@ -1,4 +1,5 @@
-"""The OpenAI endpoints the gateway forwards, and the checks it makes on their bodies.
+"""The endpoints the gateway forwards (OpenAI's, and Anthropic's Messages API), and the checks
+it makes on their bodies.
 
 The gateway checks only what it must understand to route and police a request (the model, the
 shape of the prompt, streaming flags, numeric limits) and leaves every other field to the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -25,8 +26,11 @@ _CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "fu
 class Endpoint:
     path: str
     upstream_path: str
+    """The path on an upstream of the caller's protocol (a translation picks its own)."""
     validate: Callable[[Body], None]
     streams: bool
+    protocol: Literal["openai", "anthropic"] = "openai"
+    """The caller's protocol: errors and answers are in it."""
 
 
 def parse_json_body(raw: bytes) -> Body:
@@ -120,12 +124,62 @@ def validate_embedding(body: Body) -> None:
         raise InvalidRequest("'dimensions' must be an integer of at least 1", param="dimensions")
 
 
+_ANTHROPIC_ROLES = frozenset({"user", "assistant"})
+
+
+def validate_messages(body: Body, *, needs_max_tokens: bool = True) -> None:
+    """Anthropic's Messages API: what routing and limits rely on, as Anthropic checks it."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: Field required (a non-empty string)", param="model")
+    max_tokens = body.get("max_tokens")
+    if needs_max_tokens or max_tokens is not None:
+        if max_tokens is None:
+            raise InvalidRequest("max_tokens: Field required", param="max_tokens")
+        if not _is_int(max_tokens) or max_tokens < 1:
+            raise InvalidRequest("max_tokens: must be an integer of at least 1", param="max_tokens")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _wrong_type("stream", "a boolean", stream)
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest("messages: Field required (an array)", param="messages")
+    for index, message in enumerate(messages):
+        param = f"messages.{index}"
+        if not isinstance(message, dict):
+            raise _wrong_type(param, "an object", message)
+        if message.get("role") not in _ANTHROPIC_ROLES:
+            raise InvalidRequest(
+                f"{param}.role: must be 'user' or 'assistant'", param=f"{param}.role"
+            )
+        content = message.get("content")
+        if not isinstance(content, str | list):
+            raise _wrong_type(f"{param}.content", "a string or an array", content)
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise _wrong_type("system", "a string or an array", system)
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and not _is_number(value):
+            raise _wrong_type(name, "a number", value)
+
+
+def validate_count_tokens(body: Body) -> None:
+    validate_messages(body, needs_max_tokens=False)
+
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
 ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
     for e in (
         Endpoint("/v1/chat/completions", "/chat/completions", validate_chat, streams=True),
         Endpoint("/v1/completions", "/completions", validate_completion, streams=True),
         Endpoint("/v1/embeddings", "/embeddings", validate_embedding, streams=False),
+        Endpoint("/v1/messages", "/messages", validate_messages, True, "anthropic"),
+        Endpoint(
+            COUNT_TOKENS_PATH, "/messages/count_tokens", validate_count_tokens, False, "anthropic"
+        ),
     )
 }
 

@@ -1,9 +1,9 @@
 """The gateway's error hierarchy, independent of the caller's protocol.
 
 Every failure the pipeline can produce is one of these classes, carrying its HTTP status, an
-error type and an optional machine-readable code. They are turned into a response in one place
-(:func:`openai_error_body`), so a new protocol (Anthropic's, later) adds one renderer, not a
-second set of errors.
+error type and an optional machine-readable code. They are turned into a response in one place,
+in the caller's protocol: :func:`openai_error_body` for OpenAI's API, :func:`anthropic_error_body`
+for Anthropic's Messages API. A protocol adds a renderer, not a second set of errors.
 """
 
 from __future__ import annotations
@@ -104,5 +104,41 @@ def openai_error_body(error: GatewayError) -> bytes:
                 "param": error.param,
                 "code": error.code,
             }
+        }
+    )
+
+
+# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors).
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error type for an HTTP status (4xx without its own type: invalid request;
+    5xx: api_error; 503: overloaded)."""
+    found = ANTHROPIC_ERROR_TYPES.get(status)
+    if found is not None:
+        return found
+    if status == 503:
+        return "overloaded_error"
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_error_body(error: GatewayError) -> bytes:
+    """Anthropic's error JSON: ``{"type": "error", "error": {"type", "message"}}``."""
+    return orjson.dumps(
+        {
+            "type": "error",
+            "error": {"type": anthropic_error_type(error.status), "message": error.message},
         }
     )

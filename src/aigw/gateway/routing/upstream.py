@@ -11,24 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 
 from aigw.config.snapshot import TargetEntry
-from aigw.gateway.core.errors import (
-    GatewayError,
-    ProtocolUnsupported,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    openai_error_body,
-)
+from aigw.gateway.core.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from aigw.gateway.core.http import JSON_HEADERS, Headers, Send, send_response
-from aigw.gateway.routing.usage import (
-    STREAM_TAIL_BYTES,
-    Usage,
-    UsageEventStripper,
-    usage_from_body,
-    usage_from_stream_tail,
-)
+from aigw.gateway.routing.exchange import Exchange, StreamRelay
+from aigw.gateway.routing.usage import Usage
 
 _STREAM_CONTENT_TYPE = "text/event-stream"
 
@@ -69,33 +57,30 @@ class UpstreamClient:
         self,
         send: Send,
         target: TargetEntry,
-        upstream_path: str,
-        body: bytes,
+        exchange: Exchange,
         response_headers: Headers,
-        strip_usage: bool = False,
     ) -> Relayed:
-        """POST ``body`` to the target and relay the response to the caller."""
+        """POST the exchange's body to the target and relay the answer to the caller, in the
+        caller's protocol."""
         session = self._session
         if session is None:  # first request of this worker
             await self.start()
             session = self._session
             assert session is not None
         provider = target.provider
-        if provider.type == "anthropic":
-            raise ProtocolUnsupported(
-                f"model target on provider '{provider.name}' speaks Anthropic's Messages API; "
-                "OpenAI-format requests cannot be translated to it by this gateway version"
-            )
         timeout = aiohttp.ClientTimeout(
             total=provider.total_timeout,
             sock_connect=provider.connect_timeout,
             sock_read=provider.read_timeout,
         )
+        headers = provider.headers
+        if exchange.headers:
+            headers = {**headers, **exchange.headers}
         try:
             response = await session.post(
-                provider.base_url + upstream_path,
-                data=body,
-                headers=provider.headers,
+                provider.base_url + exchange.upstream_path,
+                data=exchange.body,
+                headers=headers,
                 timeout=timeout,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -111,21 +96,24 @@ class UpstreamClient:
             content_type = response.headers.get("Content-Type", "application/json")
             if response.status >= 400:
                 payload = await _read(response, provider.name)
-                error = _as_openai_error(payload, response.status)
-                headers = JSON_HEADERS + response_headers
+                error = exchange.error(payload, response.status)
+                headers_out = JSON_HEADERS + response_headers
                 retry_after = response.headers.get("Retry-After")
                 if retry_after is not None:
-                    headers.append((b"retry-after", retry_after.encode("latin-1")))
-                await send_response(send, response.status, error, headers)
+                    headers_out.append((b"retry-after", retry_after.encode("latin-1")))
+                await send_response(send, response.status, error, headers_out)
                 return Relayed(response.status)
-            headers = [(b"content-type", content_type.encode("latin-1")), *response_headers]
             if content_type.startswith(_STREAM_CONTENT_TYPE):
-                stripper = UsageEventStripper() if strip_usage else None
-                tail = await _relay_stream(send, response, headers, provider.name, stripper)
-                return Relayed(response.status, usage_from_stream_tail(tail))
+                stream_headers = [(b"content-type", content_type.encode("latin-1"))]
+                stream_headers += response_headers
+                relay = exchange.stream()
+                await _relay_stream(send, response, stream_headers, provider.name, relay, exchange)
+                return Relayed(response.status, relay.usage)
             payload = await _read(response, provider.name)
-            await send_response(send, response.status, payload, headers)
-            return Relayed(response.status, usage_from_body(payload))
+            body, usage = exchange.answer(payload)
+            headers_out = [(b"content-type", content_type.encode("latin-1")), *response_headers]
+            await send_response(send, response.status, body, headers_out)
+            return Relayed(response.status, usage)
         finally:
             response.release()
 
@@ -146,17 +134,17 @@ async def _relay_stream(
     response: aiohttp.ClientResponse,
     headers: Headers,
     provider: str,
-    stripper: UsageEventStripper | None = None,
-) -> bytes:
-    """Relay the stream as it arrives; returns its last few KiB (where usage is reported)."""
+    relay: StreamRelay,
+    exchange: Exchange,
+) -> None:
+    """Relay the stream as it arrives, each chunk through ``relay`` (a pass-through or a
+    translation); a stream the upstream breaks off ends with an error event."""
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     failure: GatewayError | None = None
-    tail = b""
     try:
         async for chunk in response.content.iter_any():
-            tail = (tail + chunk)[-STREAM_TAIL_BYTES:]
-            passed = chunk if stripper is None else stripper.feed(chunk)
+            passed = relay.feed(chunk)
             if passed:
                 await send({"type": "http.response.body", "body": passed, "more_body": True})
     except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -166,35 +154,11 @@ async def _relay_stream(
             f"upstream provider '{provider}' broke off the stream: {_describe(exc)}"
         )
     if failure is not None:
-        # OpenAI's SDKs raise on a chunk carrying "error", so the caller never mistakes a cut
-        # stream for a finished answer.
-        event = b"\n\ndata: " + openai_error_body(failure) + b"\n\n"
+        # The caller's SDK raises on this event: a cut stream never passes for a finished one.
+        event = exchange.failure_event(failure)
         await send({"type": "http.response.body", "body": event, "more_body": False})
     else:
-        rest = b"" if stripper is None else stripper.flush()
-        await send({"type": "http.response.body", "body": rest, "more_body": False})
-    return tail
-
-
-def _as_openai_error(payload: bytes, status: int) -> bytes:
-    """Keep an upstream's OpenAI-format error as it is; wrap anything else in one."""
-    try:
-        document = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        document = None
-    if isinstance(document, dict) and isinstance(document.get("error"), dict):
-        return payload
-    text = payload[:500].decode("utf-8", "replace").strip() or "(empty body)"
-    return orjson.dumps(
-        {
-            "error": {
-                "message": f"upstream returned HTTP {status}: {text}",
-                "type": "upstream_error",
-                "param": None,
-                "code": f"upstream_{status}",
-            }
-        }
-    )
+        await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,6 +1,7 @@
 """Token usage reported by an upstream, read from its answer after the caller has it.
 
-Non-streaming answers carry ``usage`` in their JSON body. Streams carry it in their last data
+OpenAI's and Anthropic's usage are both normalised to :class:`Usage`. Non-streaming answers
+carry ``usage`` in their JSON body. Streams carry it in their last data
 event (OpenAI sends it when ``stream_options.include_usage`` is set), so the relay keeps only a
 bounded tail of the stream and looks there once the stream has ended.
 """
@@ -56,6 +57,22 @@ def _usage(value: Any) -> Usage | None:
         prompt_tokens=_count(value.get("prompt_tokens")),
         completion_tokens=_count(value.get("completion_tokens")),
         cached_tokens=_count(cached),
+    )
+
+
+def anthropic_usage(value: Any) -> Usage | None:
+    """Anthropic's ``usage`` as the gateway counts it: every input token is a prompt token,
+    cached or not (``input_tokens`` excludes cache reads and writes); cache reads are the
+    cached ones."""
+    if not isinstance(value, dict):
+        return None
+    cache_read = _count(value.get("cache_read_input_tokens"))
+    return Usage(
+        prompt_tokens=_count(value.get("input_tokens"))
+        + cache_read
+        + _count(value.get("cache_creation_input_tokens")),
+        completion_tokens=_count(value.get("output_tokens")),
+        cached_tokens=cache_read,
     )
 
 
