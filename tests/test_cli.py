@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -90,7 +91,7 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             str(tmp_path / "data"),
         ),
         tmp_path / "serve.log",
-        env={"OPENAI_API_KEY": ""},
+        env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""},
     )
     try:
         process.wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -113,6 +114,20 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             assert reply.choices[0].message.content
             # OpenAI's own names work too, served by the mock until OPENAI_API_KEY is set.
             assert client.embeddings.create(model="text-embedding-3-small", input="x").data
+            # A Claude model, served by the mock's Anthropic side, answers the OpenAI SDK too.
+            claude = client.chat.completions.create(
+                model="mock-claude-haiku", messages=[{"role": "user", "content": "Hello"}]
+            )
+            assert claude.choices[0].message.content and claude.usage.completion_tokens > 0
+        # And the Anthropic SDK reaches every model, Claude's and OpenAI's.
+        base = f"http://127.0.0.1:{port}"
+        with anthropic.Anthropic(base_url=base, api_key=key.group(1)) as claude_client:
+            for model in ("claude-haiku-4-5", "demo-chat"):
+                message = claude_client.messages.create(
+                    model=model, max_tokens=64, messages=[{"role": "user", "content": "Hello"}]
+                )
+                assert message.content[0].type == "text" and message.content[0].text
+                assert message.usage.output_tokens > 0
         # Every seed port answers: the token service counts too.
         counted = httpx.post(
             f"http://127.0.0.1:{tokens_port}/v1/tokens/count",

@@ -118,3 +118,12 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_config_file(tmp_path / "missing.yaml")
     assert "cannot read file" in str(raised.value)
     assert str(tmp_path / "missing.yaml") in str(raised.value)
+
+
+def test_counting_tokens_upstream_needs_an_anthropic_provider() -> None:
+    text = VALID.replace(
+        "    base_url: https://", "    count_tokens: upstream\n    base_url: https://", 1
+    )
+    [(path, _, message)] = _issues(text)
+    assert path == "providers[0]"
+    assert "needs an anthropic provider" in message

@@ -93,3 +93,19 @@ def test_key_policy_narrows_its_namespace(stack: Stack) -> None:
         assert client.chat.completions.create(model="demo-chat", messages=USER).choices
         with pytest.raises(openai.PermissionDeniedError):
             client.embeddings.create(model="mock-embedding", input="x")
+
+
+def test_a_namespace_path_prefix_must_name_the_key_s_namespace(stack: Stack) -> None:
+    mine = openai.OpenAI(base_url=f"{stack.gateway}/ns/team-a/v1", api_key=stack.key)
+    completion = mine.chat.completions.create(model="mock-gpt-4o-mini", messages=USER)
+    assert completion.choices[0].message.content
+    assert [m.id for m in mine.models.list()]
+    theirs = openai.OpenAI(base_url=f"{stack.gateway}/ns/team-b/v1", api_key=stack.key)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        theirs.chat.completions.create(model="mock-gpt-4o-mini", messages=USER)
+    assert caught.value.code == "namespace_mismatch"
+    header = openai.OpenAI(
+        base_url=stack.base_url, api_key=stack.key, default_headers={"x-aigw-namespace": "team-b"}
+    )
+    with pytest.raises(openai.PermissionDeniedError):
+        header.chat.completions.create(model="mock-gpt-4o-mini", messages=USER)

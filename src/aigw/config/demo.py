@@ -1,9 +1,11 @@
 """The offline demo configuration that ``make run`` starts with.
 
 The ``mock-*`` models are always served by the bundled mock provider, so the gateway works with no
-network and no API keys. OpenAI's model names (``gpt-4o-mini``, ...) are served by the mock too,
-so existing code works unchanged, until ``OPENAI_API_KEY`` is set: then they route to OpenAI. The
-key itself stays in the environment (the file holds ``${OPENAI_API_KEY}``).
+network and no API keys: ``mock-claude-haiku`` by its Anthropic side (Messages API), the others by
+its OpenAI side. OpenAI's model names (``gpt-4o-mini``, ...) and Anthropic's (``claude-*``) are
+served by the mock too, so existing code works unchanged, until ``OPENAI_API_KEY`` or
+``ANTHROPIC_API_KEY`` is set: then they route to OpenAI or Anthropic. The keys themselves stay in
+the environment (the file holds ``${OPENAI_API_KEY}``). Every model answers both SDKs.
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ MOCK_MODELS = {
     "mock-embedding": (["demo-embedding"], "text-embedding-3-small"),
     "mock-instruct": ([], "gpt-3.5-turbo-instruct"),
 }
+MOCK_CLAUDE_MODELS = {"mock-claude-haiku": (["demo-claude"], "claude-haiku-4-5")}
 DEMO_PRICES = [
     ("mock-gpt-4o-mini", 0.15, 0.60),
     ("gpt-4o-mini", 0.15, 0.60),
     ("mock-gpt-4o", 2.50, 10.00),
     ("gpt-4o", 2.50, 10.00),
     ("gpt-4.1-mini", 0.40, 1.60),
+    ("mock-claude-haiku", 1.00, 5.00),
+    ("claude-haiku-4-5", 1.00, 5.00),
+    ("claude-sonnet-4-5", 3.00, 15.00),
 ]
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"]
+CLAUDE_MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5"]
 
 
 def demo_key(data_dir: Path) -> str:
@@ -51,16 +58,18 @@ def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None)
     """The demo configuration as a document of the ``Config`` schema."""
     env = os.environ if env is None else env
     providers: list[dict[str, Any]] = [
-        {"name": "mock", "type": "openai-compatible", "base_url": f"{mock_url}/v1"}
+        {"name": "mock", "type": "openai-compatible", "base_url": f"{mock_url}/v1"},
+        {"name": "mock-anthropic", "type": "anthropic", "base_url": f"{mock_url}/v1"},
     ]
     models: list[dict[str, Any]] = [
         {
             "name": name,
             "aliases": aliases,
-            "description": "served by the bundled mock provider",
-            "targets": [{"provider": "mock", "model": upstream}],
+            "description": f"served by the bundled mock provider ({provider})",
+            "targets": [{"provider": provider, "model": upstream}],
         }
-        for name, (aliases, upstream) in MOCK_MODELS.items()
+        for provider, table in (("mock", MOCK_MODELS), ("mock-anthropic", MOCK_CLAUDE_MODELS))
+        for name, (aliases, upstream) in table.items()
     ]
     real_openai = bool(env.get("OPENAI_API_KEY"))
     if real_openai:
@@ -79,6 +88,26 @@ def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None)
             "targets": [{"provider": "openai" if real_openai else "mock", "model": m}],
         }
         for m in OPENAI_MODELS
+    ]
+    real_anthropic = bool(env.get("ANTHROPIC_API_KEY"))
+    if real_anthropic:
+        providers.append(
+            {
+                "name": "anthropic",
+                "type": "anthropic",
+                "base_url": env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
+                "api_key": "${ANTHROPIC_API_KEY}",
+            }
+        )
+    models += [
+        {
+            "name": m,
+            "owned_by": "anthropic" if real_anthropic else "aigw-mock",
+            "targets": [
+                {"provider": "anthropic" if real_anthropic else "mock-anthropic", "model": m}
+            ],
+        }
+        for m in CLAUDE_MODELS
     ]
     return {
         "version": 1,

@@ -92,6 +92,13 @@ class Provider(_Strict):
         default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization)."
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    count_tokens: Literal["estimate", "upstream"] = Field(
+        "estimate",
+        description="How the gateway answers POST /v1/messages/count_tokens for this provider's "
+        "models: 'estimate' counts locally (no upstream call); 'upstream' (anthropic providers "
+        "only) asks the provider's own count-tokens endpoint. Limits always use the local "
+        "count, so admission never waits for an extra upstream call.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -109,6 +116,15 @@ class Provider(_Strict):
                     f"header {header!r} is set by the gateway and cannot be overridden"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _count_tokens_upstream_needs_anthropic(self) -> Provider:
+        if self.count_tokens == "upstream" and self.type != "anthropic":
+            raise ValueError(
+                "count_tokens: 'upstream' needs an anthropic provider (only Anthropic's API has "
+                "a count-tokens endpoint)"
+            )
+        return self
 
 
 class Target(_Strict):

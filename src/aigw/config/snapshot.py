@@ -36,6 +36,7 @@ class ProviderEntry:
     connect_timeout: float
     read_timeout: float
     total_timeout: float | None
+    count_tokens_upstream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,7 @@ def _provider_entry(provider: Provider) -> ProviderEntry:
         connect_timeout=provider.timeouts.connect,
         read_timeout=provider.timeouts.read,
         total_timeout=provider.timeouts.total,
+        count_tokens_upstream=provider.count_tokens == "upstream",
     )
 
 

@@ -47,7 +47,7 @@ from aigw.gateway.core.http import (
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.realtime import close_default_recorder
-from aigw.gateway.routing.exchange import plan_exchange
+from aigw.gateway.routing.exchange import count_tokens_exchange, plan_exchange
 from aigw.gateway.routing.router import choose_target, resolve_model
 from aigw.gateway.routing.upstream import Relayed, UpstreamClient
 from aigw.state.limits import Admission
@@ -157,7 +157,14 @@ class GatewayApp:
         target = choose_target(model)
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
         if endpoint.path == COUNT_TOKENS_PATH:
-            await self._count_tokens(send, key, target, body, response_headers, record)
+            if target.provider.count_tokens_upstream:
+                exchange = count_tokens_exchange(body, raw, target, _anthropic_headers(scope))
+                relayed = await self._relay_unless_disconnected(
+                    receive, send, target, exchange, response_headers
+                )
+                record.status = relayed.status
+            else:
+                await self._count_tokens(send, key, target, body, response_headers, record)
             return
         # Settling a stream's limits needs its real usage (asked of OpenAI upstreams).
         settles = key.limit_plan is not None and key.limit_plan.needs_settle()
@@ -201,7 +208,8 @@ class GatewayApp:
         record: RequestRecord,
     ) -> None:
         """Anthropic's ``/v1/messages/count_tokens``, answered by the gateway's counter: exact
-        for OpenAI models, the documented estimate for Claude. Free: no limits are charged."""
+        for OpenAI models, the documented estimate for Claude (unless the provider asks its own
+        endpoint: ``count_tokens: upstream``). Free: no limits are charged."""
         estimate = await estimate_tokens(key, target.upstream_model, "/v1/messages", body)
         record.status = 200
         answer = orjson.dumps({"input_tokens": estimate.prompt_tokens})

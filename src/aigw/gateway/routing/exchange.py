@@ -295,6 +295,22 @@ def anthropic_failure_event(failure: GatewayError) -> bytes:
     return b"\n\nevent: error\ndata: " + anthropic_error_body(failure) + b"\n\n"
 
 
+def count_tokens_exchange(
+    body: dict[str, Any], raw: bytes, target: TargetEntry, caller_headers: dict[str, str]
+) -> Exchange:
+    """``/v1/messages/count_tokens`` passed to a Claude provider's own endpoint."""
+    native = _anthropic_native(body, raw, target, caller_headers)
+    return Exchange(
+        upstream_path="/messages/count_tokens",
+        body=native.body,
+        answer=lambda payload: (payload, None),  # counting is free: no usage to account
+        error=anthropic_upstream_error,
+        stream=AnthropicStream,
+        failure_event=anthropic_failure_event,
+        headers=native.headers,
+    )
+
+
 # -- translations -----------------------------------------------------------------------------
 
 
