@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,39 @@ DEMO_PRICES = [
     ("claude-haiku-4-5", 1.00, 5.00),
     ("claude-sonnet-4-5", 3.00, 15.00),
 ]
-OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"]
-CLAUDE_MODELS = ["claude-haiku-4-5", "claude-sonnet-4-5"]
+
+
+@dataclass(frozen=True)
+class RealProvider:
+    """A provider whose models the demo serves from the mock until its key is in the
+    environment."""
+
+    name: str  # also its type
+    key_variable: str
+    base_url_variable: str
+    base_url: str
+    models: tuple[str, ...]
+    mock_provider: str
+
+
+REAL_PROVIDERS = (
+    RealProvider(
+        "openai",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"),
+        mock_provider="mock",
+    ),
+    RealProvider(
+        "anthropic",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com/v1",
+        ("claude-haiku-4-5", "claude-sonnet-4-5"),
+        mock_provider="mock-anthropic",
+    ),
+)
 
 
 def demo_key(data_dir: Path) -> str:
@@ -71,44 +103,26 @@ def demo_document(mock_url: str, key: str, env: Mapping[str, str] | None = None)
         for provider, table in (("mock", MOCK_MODELS), ("mock-anthropic", MOCK_CLAUDE_MODELS))
         for name, (aliases, upstream) in table.items()
     ]
-    real_openai = bool(env.get("OPENAI_API_KEY"))
-    if real_openai:
-        providers.append(
+    for real in REAL_PROVIDERS:
+        served_by = real.mock_provider
+        if env.get(real.key_variable):
+            served_by = real.name
+            providers.append(
+                {
+                    "name": real.name,
+                    "type": real.name,
+                    "base_url": env.get(real.base_url_variable, real.base_url),
+                    "api_key": f"${{{real.key_variable}}}",
+                }
+            )
+        models += [
             {
-                "name": "openai",
-                "type": "openai",
-                "base_url": env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
-                "api_key": "${OPENAI_API_KEY}",
+                "name": m,
+                "owned_by": real.name if served_by == real.name else "aigw-mock",
+                "targets": [{"provider": served_by, "model": m}],
             }
-        )
-    models += [
-        {
-            "name": m,
-            "owned_by": "openai" if real_openai else "aigw-mock",
-            "targets": [{"provider": "openai" if real_openai else "mock", "model": m}],
-        }
-        for m in OPENAI_MODELS
-    ]
-    real_anthropic = bool(env.get("ANTHROPIC_API_KEY"))
-    if real_anthropic:
-        providers.append(
-            {
-                "name": "anthropic",
-                "type": "anthropic",
-                "base_url": env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
-                "api_key": "${ANTHROPIC_API_KEY}",
-            }
-        )
-    models += [
-        {
-            "name": m,
-            "owned_by": "anthropic" if real_anthropic else "aigw-mock",
-            "targets": [
-                {"provider": "anthropic" if real_anthropic else "mock-anthropic", "model": m}
-            ],
-        }
-        for m in CLAUDE_MODELS
-    ]
+            for m in real.models
+        ]
     return {
         "version": 1,
         "providers": providers,

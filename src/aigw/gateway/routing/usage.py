@@ -31,7 +31,7 @@ def usage_from_body(body: bytes) -> Usage | None:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    return _usage(document.get("usage")) if isinstance(document, dict) else None
+    return openai_usage(document.get("usage")) if isinstance(document, dict) else None
 
 
 def usage_from_stream_tail(tail: bytes) -> Usage | None:
@@ -42,13 +42,14 @@ def usage_from_stream_tail(tail: bytes) -> Usage | None:
                 event = orjson.loads(line[6:])
             except orjson.JSONDecodeError:
                 continue  # the tail may begin mid-event
-            usage = _usage(event.get("usage")) if isinstance(event, dict) else None
+            usage = openai_usage(event.get("usage")) if isinstance(event, dict) else None
             if usage is not None:
                 return usage
     return None
 
 
-def _usage(value: Any) -> Usage | None:
+def openai_usage(value: Any) -> Usage | None:
+    """OpenAI's ``usage`` object (chat, completion or embedding) as a :class:`Usage`."""
     if not isinstance(value, dict):
         return None
     details = value.get("prompt_tokens_details")

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from aigw.gateway.routing.usage import Usage
+from aigw.gateway.core.errors import anthropic_error_type
+from aigw.gateway.routing.usage import Usage, openai_usage
 
 
 def chat_response_to_messages(doc: dict[str, Any], *, model: str) -> dict[str, Any]:
@@ -67,20 +68,6 @@ def to_stop_reason(finish_reason: object) -> str:
     return "end_turn"
 
 
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-# OpenAI error code or type → Anthropic type, where it says more than the status.
 _ANTHROPIC_TYPES_BY_CODE = {
     "invalid_api_key": "authentication_error",
     "insufficient_quota": "billing_error",
@@ -124,10 +111,7 @@ def anthropic_error(error: object, status: int | None) -> tuple[str, str]:
 def _status_type(status: int | None) -> str:
     if status is None:
         return "api_error"  # an error mid-stream, after the 200
-    kind = _ANTHROPIC_TYPES.get(status)
-    if kind is not None:
-        return kind
-    return "api_error" if status >= 500 else "invalid_request_error"
+    return anthropic_error_type(status)
 
 
 def message_id(chat_id: object) -> str:
@@ -153,20 +137,9 @@ def _tool_input(arguments: object) -> dict[str, Any]:
     return {}
 
 
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def usage_from_chat(raw: object) -> Usage:
     """The gateway's Usage for OpenAI's ``usage`` object (zeros for what is missing)."""
-    usage = raw if isinstance(raw, dict) else {}
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-    return Usage(
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        cached_tokens=_count(cached),
-    )
+    return openai_usage(raw) or Usage()
 
 
 def anthropic_usage(usage: Usage) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from aigw.gateway.routing.usage import Usage
+from aigw.gateway.routing.usage import Usage, anthropic_usage
 
 
 def messages_response_to_chat(doc: dict[str, Any], *, model: str) -> dict[str, Any]:
@@ -130,15 +130,7 @@ def token_count(value: object) -> int | None:
 
 
 def _usage(raw: object) -> Usage:
-    usage = raw if isinstance(raw, dict) else {}
-    cache_read = token_count(usage.get("cache_read_input_tokens")) or 0
-    uncached = token_count(usage.get("input_tokens")) or 0
-    cache_creation = token_count(usage.get("cache_creation_input_tokens")) or 0
-    return Usage(
-        prompt_tokens=uncached + cache_read + cache_creation,
-        completion_tokens=token_count(usage.get("output_tokens")) or 0,
-        cached_tokens=cache_read,
-    )
+    return anthropic_usage(raw) or Usage()
 
 
 def chat_usage(usage: Usage) -> dict[str, Any]:
