@@ -35,6 +35,7 @@ class Stack:
                 "error_rate": 0,
                 "hang_rate": 0,
                 "disconnect_rate": 0,
+                "stream_error_rate": 0,
                 "latency_ms": 0,
                 "tokens_per_second": 0,
             },
@@ -44,6 +45,8 @@ class Stack:
 def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "version": 1,
+        # Faults injected on purpose must not open circuits for the tests after them.
+        "gateway": {"circuit_breaker": {"consecutive_failures": 1000, "min_requests": 1000}},
         "providers": [
             {
                 "name": "mock",
@@ -69,7 +72,13 @@ def stack_document(mock: str, faulty: str, keys: dict[str, dict[str, Any]]) -> d
             {"name": "mock-gpt-4o", "targets": [{"provider": "mock", "model": "gpt-4o"}]},
             {"name": "mock-embedding", "targets": [{"provider": "mock", "model": "emb-1"}]},
             {"name": "mock-instruct", "targets": [{"provider": "mock", "model": "instruct"}]},
-            {"name": "faulty-chat", "targets": [{"provider": "faulty", "model": "gpt-4o-mini"}]},
+            {
+                # One try: these tests are about how an upstream's failure reaches the caller
+                # (failover has its own, tests/e2e/test_failover.py).
+                "name": "faulty-chat",
+                "targets": [{"provider": "faulty", "model": "gpt-4o-mini"}],
+                "routing": {"max_attempts": 1},
+            },
             {"name": "dead-chat", "targets": [{"provider": "dead", "model": "gpt-4o-mini"}]},
             {"name": "claude-chat", "targets": [{"provider": "claude", "model": "claude-x"}]},
         ],

@@ -62,14 +62,39 @@ class Timeouts(_Strict):
     """Upstream timeouts in seconds."""
 
     connect: float = Field(10.0, gt=0, description="TCP/TLS connect timeout.")
+    first_byte: float | None = Field(
+        None,
+        gt=0,
+        description="Longest wait for the answer to start (its headers, and a stream's first "
+        "chunk); `read` when unset. Past it the request fails over to the next target.",
+    )
     read: float = Field(
         300.0,
         gt=0,
-        description="Longest wait for the next bytes from the upstream (first byte included).",
+        description="Longest wait for the next bytes from the upstream: the idle time between "
+        "stream chunks (and the first byte, unless `first_byte` is set).",
     )
     total: float | None = Field(
         None, gt=0, description="Overall limit for one upstream request; none by default."
     )
+
+
+class RouteTimeouts(_Strict):
+    """A route's own timeouts, in seconds; each unset one is the provider's."""
+
+    connect: float | None = Field(None, gt=0)
+    first_byte: float | None = Field(None, gt=0)
+    read: float | None = Field(None, gt=0, description="Idle time between stream chunks.")
+    total: float | None = Field(None, gt=0)
+
+
+class HealthCheck(_Strict):
+    """Active health checks of a provider: `GET base_url + path` every `interval` seconds."""
+
+    path: str = Field("/models", description="Appended to base_url; any 2xx is healthy.")
+    interval: float = Field(10.0, ge=1)
+    timeout: float = Field(2.0, gt=0)
+    unhealthy_after: int = Field(2, ge=1, description="Consecutive failed checks.")
 
 
 class Provider(_Strict):
@@ -92,6 +117,9 @@ class Provider(_Strict):
         default_factory=dict, description="Extra headers sent upstream (e.g. OpenAI-Organization)."
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    health_check: HealthCheck | None = Field(
+        None, description="Probe the provider; its targets are skipped while it is unhealthy."
+    )
     count_tokens: Literal["estimate", "upstream"] = Field(
         "estimate",
         description="How the gateway answers POST /v1/messages/count_tokens for this provider's "
@@ -138,6 +166,30 @@ class Target(_Strict):
     )
 
 
+class Routing(_Strict):
+    """How a model's targets share its traffic and stand in for one another."""
+
+    strategy: Literal["weighted", "least_inflight", "lowest_latency"] = Field(
+        "weighted",
+        description="Order of the targets within a priority group: weighted random, fewest "
+        "requests in flight (this gateway worker's), or lowest moving average of time to first "
+        "byte. Priority groups always come in order: the next group serves only when every "
+        "target of the current one is unavailable or has failed this request.",
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Tries per request across targets (1: no failover)."
+    )
+    backoff_ms: float = Field(
+        25.0, ge=0, description="Base of the jittered exponential wait between tries."
+    )
+    deadline: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds after which no new try starts (the try under way may continue).",
+    )
+    timeouts: RouteTimeouts = Field(default_factory=RouteTimeouts)
+
+
 class Model(_Strict):
     """A public model name callers use, routed to one or more targets."""
 
@@ -146,6 +198,7 @@ class Model(_Strict):
     description: str = ""
     targets: list[Target] = Field(min_length=1)
     owned_by: str = Field("aigw", description="Shown in /v1/models.")
+    routing: Routing = Field(default_factory=Routing)
     default_max_tokens: int | None = Field(
         None,
         ge=1,
@@ -247,8 +300,24 @@ class Price(_Strict):
     )
 
 
+class CircuitBreakerSettings(_Strict):
+    """Per target and gateway worker: when to stop sending a target traffic for a while."""
+
+    consecutive_failures: int = Field(5, ge=1, description="Opens after this many in a row.")
+    error_rate: float = Field(
+        0.5, gt=0, le=1, description="...or when this share of the window's requests failed,"
+    )
+    window: float = Field(30.0, gt=0, description="over this many seconds,")
+    min_requests: int = Field(20, ge=1, description="with at least this many requests.")
+    cooldown: float = Field(
+        10.0, gt=0, description="Seconds open before one probe request is let through."
+    )
+
+
 class GatewaySettings(_Strict):
     """Data-plane settings that are part of the configuration (and so change live)."""
+
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413."

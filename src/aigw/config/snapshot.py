@@ -17,7 +17,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 import orjson
 
-from aigw.config.schema import Config, Model, ModelAccess, Provider
+from aigw.config.schema import CircuitBreakerSettings, Config, Model, ModelAccess, Provider, Target
 from aigw.state.limits import REQUEST_KINDS, LimitPlan, limit_kinds
 
 IPNetwork = IPv4Network | IPv6Network
@@ -37,6 +37,16 @@ class ProviderEntry:
     read_timeout: float
     total_timeout: float | None
     count_tokens_upstream: bool = False
+    first_byte_timeout: float | None = None
+    health_check: HealthCheckEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckEntry:
+    url: str
+    interval: float
+    timeout: float
+    unhealthy_after: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,24 @@ class TargetEntry:
     upstream_model: str
     weight: int
     priority: int
+    # The route's timeouts, each falling back to the provider's (seconds).
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 300.0
+    read_timeout: float = 300.0
+    total_timeout: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``provider/upstream model``: what ``x-aigw-upstream`` says and health is kept by."""
+        return f"{self.provider.name}/{self.upstream_model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingEntry:
+    strategy: str = "weighted"
+    max_attempts: int = 3
+    backoff_ms: float = 25.0
+    deadline: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,7 @@ class ModelEntry:
     price: PriceEntry | None = None
     default_max_tokens: int | None = None
     drop_unsupported_params: bool = False
+    routing: RoutingEntry = field(default_factory=RoutingEntry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +143,7 @@ class Snapshot:
     models_by_name: dict[str, ModelEntry]
     max_request_body_bytes: int
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    circuit_breaker: CircuitBreakerSettings = field(default_factory=CircuitBreakerSettings)
 
     def models_for(self, key: KeyEntry) -> list[ModelEntry]:
         """Every model entry the key may use, in configuration order."""
@@ -142,9 +172,12 @@ def build_snapshot(config: Config) -> Snapshot:
         entry = ModelEntry(
             name=model.name,
             names=(model.name, *model.aliases),
-            targets=tuple(
-                TargetEntry(providers[t.provider], t.model, t.weight, t.priority)
-                for t in model.targets
+            targets=tuple(_target_entry(providers[t.provider], t, model) for t in model.targets),
+            routing=RoutingEntry(
+                model.routing.strategy,
+                model.routing.max_attempts,
+                model.routing.backoff_ms,
+                model.routing.deadline,
             ),
             owned_by=model.owned_by,
             price=next((prices[n] for n in (model.name, *model.aliases) if n in prices), None),
@@ -195,6 +228,7 @@ def build_snapshot(config: Config) -> Snapshot:
         models_by_name=models_by_name,
         max_request_body_bytes=config.gateway.max_request_body_bytes,
         trusted_proxies=tuple(config.gateway.trusted_proxies),
+        circuit_breaker=config.gateway.circuit_breaker,
     )
 
 
@@ -227,6 +261,30 @@ def _provider_entry(provider: Provider) -> ProviderEntry:
         read_timeout=provider.timeouts.read,
         total_timeout=provider.timeouts.total,
         count_tokens_upstream=provider.count_tokens == "upstream",
+        first_byte_timeout=provider.timeouts.first_byte,
+        health_check=HealthCheckEntry(
+            provider.base_url + provider.health_check.path,
+            provider.health_check.interval,
+            provider.health_check.timeout,
+            provider.health_check.unhealthy_after,
+        )
+        if provider.health_check is not None
+        else None,
+    )
+
+
+def _target_entry(provider: ProviderEntry, target: Target, model: Model) -> TargetEntry:
+    route = model.routing.timeouts
+    read = route.read or provider.read_timeout
+    return TargetEntry(
+        provider,
+        target.model,
+        target.weight,
+        target.priority,
+        connect_timeout=route.connect or provider.connect_timeout,
+        first_byte_timeout=route.first_byte or provider.first_byte_timeout or read,
+        read_timeout=read,
+        total_timeout=route.total or provider.total_timeout,
     )
 
 

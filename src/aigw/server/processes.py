@@ -15,6 +15,7 @@ from typing import Any
 from aigw.config_center.settings import CenterSettings
 from aigw.gateway.core.config_sync import CENTER_ENV
 from aigw.gateway.core.init import CONFIG_ENV
+from aigw.server.signals import on_stop_signal
 
 
 def run_gateway(
@@ -48,7 +49,14 @@ def run_gateway(
             f"{workers}; set AIGW_REDIS_URL to share them",
             file=sys.stderr,
         )
-    _serve("aigw.gateway.core.init:create_app", host, port, workers)
+    grace = int(os.environ.get(SHUTDOWN_GRACE_ENV) or DEFAULT_SHUTDOWN_GRACE)
+    # Past the grace period, a worker still relaying (a stream that never ends) is killed.
+    _serve("aigw.gateway.core.init:create_app", host, port, workers, kill_timeout=grace)
+
+
+SHUTDOWN_GRACE_ENV = "AIGW_SHUTDOWN_GRACE_SECONDS"
+# How long a stopping gateway lets in-flight requests and streams finish.
+DEFAULT_SHUTDOWN_GRACE = 30
 
 
 # Seconds a stopping config center worker gets to finish its requests before it is killed.
@@ -114,40 +122,15 @@ def _release_long_polls_on_stop(app: Any) -> None:
 
     granian lets in-flight requests finish before it stops a worker, and a long-poll is in
     flight for up to 30 s, so a config center with gateways attached would take that long to
-    stop. granian has no public hook for its stop signal: its worker installs the SIGINT/SIGTERM
-    handlers with ``granian._signals.set_loop_signals`` (called after this factory, in the same
-    process), so that function is wrapped to install handlers that release the waiters first and
-    then set granian's stop signal, as its own handlers do. Should a granian release change
-    that, nothing breaks: stopping just takes up to CENTER_STOP_GRACE again.
+    stop; with this, stopping takes as long as the slowest real request.
     """
-    import signal
 
-    try:
-        from granian import _signals
-    except ImportError:  # pragma: no cover
-        return
-    original = getattr(_signals, "set_loop_signals", None)
-    if original is None or getattr(original, "_aigw_wrapped", False):
-        return
+    def release() -> None:
+        feed = getattr(app.state, "feed", None)
+        if feed is not None:
+            feed.drain()
 
-    def set_loop_signals(loop: Any) -> Any:
-        stop_signal = original(loop)
-
-        def handler() -> None:
-            feed = getattr(app.state, "feed", None)
-            if feed is not None:
-                feed.drain()
-            stop_signal.set()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, handler)
-            except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows: keep granian's
-                pass
-        return stop_signal
-
-    set_loop_signals._aigw_wrapped = True  # type: ignore[attr-defined]
-    _signals.set_loop_signals = set_loop_signals
+    on_stop_signal(release)
 
 
 def center_settings_from_env(env: Mapping[str, str]) -> CenterSettings:

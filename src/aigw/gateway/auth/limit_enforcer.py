@@ -76,18 +76,20 @@ class LimitEnforcer:
         path: str,
         body: dict[str, Any],
         response_headers: list[tuple[bytes, bytes]],
-    ) -> Admission | None:
+    ) -> tuple[Admission | None, int | None]:
         """Check the prompt cap and every limit; reserve; add OpenAI's rate-limit headers.
 
-        Returns None when the key has no limits (no round trip at all).
+        Returns the admission (None when the key has no limits: no round trip at all) and the
+        prompt tokens counted (None when nothing needed them).
         """
         estimate = None
         if key.counts_tokens:
             estimate = await estimate_tokens(
                 key, upstream_model, path, body, model.default_max_tokens
             )
+        counted = estimate.prompt_tokens if estimate is not None else None
         if not key.has_limits:
-            return None
+            return None, counted
         tokens = estimate.prompt_tokens + estimate.completion_tokens if estimate else 0
         cost = 0
         if estimate is not None and model.price is not None:
@@ -100,7 +102,7 @@ class LimitEnforcer:
         headers = admission.headers()
         if admission.allowed:
             response_headers.extend((k.encode(), v.encode()) for k, v in headers.items())
-            return admission
+            return admission, counted
         raise _refusal(admission, headers)
 
     def describe(self) -> dict[str, Any]:
@@ -176,13 +178,70 @@ async def estimate_tokens(
 
 def _as_chat(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """An Anthropic Messages request in Chat Completions form, to be counted like one (system
-    prompt, tool calls and results, images and tools included)."""
+    prompt, tool calls and results, images and tools included).
+
+    Parts with no chat form (a document by URL, a server tool), which Claude itself accepts,
+    are left out of the count rather than refused; what remains is counted, so a prompt cap
+    or a token limit cannot be slipped past by adding such a part."""
     try:
         return messages_to_chat_request(body, upstream_model=upstream_model)
     except GatewayError:
-        # A block with no chat form (a PDF for a Claude upstream): count the rest of the
-        # request without it rather than refuse what Claude itself accepts.
-        raise counting.TokenCountError("not countable as chat", "messages") from None
+        pass
+    try:
+        return messages_to_chat_request(_countable(body), upstream_model=upstream_model)
+    except GatewayError:
+        # Still not translatable: count every piece of text in it, as one user message.
+        text = "\n".join(_texts(body.get("system"), body.get("messages")))
+        return {"messages": [{"role": "user", "content": text}]}
+
+
+_COUNTABLE_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result"})
+
+
+def _countable(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without the blocks and tools the translation refuses."""
+    messages = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            content = [
+                block
+                for block in content
+                if isinstance(block, dict)
+                and block.get("type") in _COUNTABLE_BLOCKS
+                and (block.get("type") != "image" or _base64_source(block))
+            ]
+            message = {**message, "content": content or ""}
+        messages.append(message)
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "input_schema" in t]
+    countable = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    countable["messages"] = messages
+    if tools:
+        countable["tools"] = tools
+    return countable
+
+
+def _base64_source(block: dict[str, Any]) -> bool:
+    source = block.get("source")
+    return isinstance(source, dict) and source.get("type") == "base64"
+
+
+def _texts(*values: Any) -> list[str]:
+    """Every string under ``text`` or ``content`` keys (and plain strings), depth first."""
+    found: list[str] = []
+    stack = list(reversed(values))
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+        elif isinstance(value, dict):
+            for key in ("text", "content", "input"):
+                if key in value:
+                    item = value[key]
+                    stack.append(item if not isinstance(item, dict) else str(item))
+    return found
 
 
 def _refusal(admission: Admission, headers: dict[str, str]) -> GatewayError:

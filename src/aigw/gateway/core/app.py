@@ -1,7 +1,8 @@
 """The gateway's ASGI application: the request pipeline of the seed, in order.
 
     namespace_matcher → read and check the body → router.resolve_model → policy_enforcer
-    → router.choose_target → upstream relay → monitoring.metrics
+    → router.plan → routing.failover (upstream relay, the next target on failure)
+    → monitoring.metrics
 
 Each phase is a plain function of the current :class:`Snapshot`; a phase that refuses the
 request raises a :class:`GatewayError`, rendered once, here, in the caller's protocol. The hot
@@ -11,9 +12,10 @@ path does no I/O but the upstream call itself.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
+from collections.abc import Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,8 +49,10 @@ from aigw.gateway.core.http import (
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.realtime import close_default_recorder
-from aigw.gateway.routing.exchange import count_tokens_exchange, plan_exchange
-from aigw.gateway.routing.router import choose_target, resolve_model
+from aigw.gateway.routing.exchange import Exchange, count_tokens_exchange, plan_exchange
+from aigw.gateway.routing.failover import forward
+from aigw.gateway.routing.health import HealthChecker
+from aigw.gateway.routing.router import Router, resolve_model
 from aigw.gateway.routing.upstream import Relayed, UpstreamClient
 from aigw.state.limits import Admission
 
@@ -68,6 +72,8 @@ class GatewayApp:
     def __init__(self, snapshot: Snapshot | None, upstream: UpstreamClient | None = None) -> None:
         self.snapshot = snapshot
         self.upstream = upstream or UpstreamClient()
+        self.router = Router()
+        self._health: asyncio.Task[None] | None = None
         self.limits = LimitEnforcer()
         # Set when the snapshot comes from the config center (config_sync.ConfigFollower).
         self.config_center_version: int | None = None
@@ -87,8 +93,12 @@ class GatewayApp:
                 await self.upstream.start()
                 if self.follower is not None:
                     await self.follower.start()
+                checker = HealthChecker(self.router, lambda: self.snapshot, self.upstream.session)
+                self._health = asyncio.get_running_loop().create_task(checker.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._health is not None:
+                    self._health.cancel()
                 if self.follower is not None:
                     await self.follower.stop()
                 await self.limits.close()  # pending settles reach the shared store
@@ -154,13 +164,14 @@ class GatewayApp:
         model = resolve_model(snapshot, body["model"])
         record.model, record.stream = model.name, bool(body.get("stream"))
         enforce_policy(key, model, body, client_address(scope, snapshot.trusted_proxies))
-        target = choose_target(model)
+        targets = self.router.plan(model, snapshot.circuit_breaker)
+        target = targets[0]
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
         if endpoint.path == COUNT_TOKENS_PATH:
             if target.provider.count_tokens_upstream:
                 exchange = count_tokens_exchange(body, raw, target, _anthropic_headers(scope))
-                relayed = await self._relay_unless_disconnected(
-                    receive, send, target, exchange, response_headers
+                relayed = await self._unless_disconnected(
+                    receive, self.upstream.relay(send, target, exchange, response_headers)
                 )
                 record.status = relayed.status
             else:
@@ -168,33 +179,57 @@ class GatewayApp:
             return
         # Settling a stream's limits needs its real usage (asked of OpenAI upstreams).
         settles = key.limit_plan is not None and key.limit_plan.needs_settle()
-        plan = functools.partial(
-            plan_exchange,
-            endpoint.protocol,
-            endpoint.upstream_path,
-            body,
-            raw,
-            model,
-            target,
-            settle_stream_usage=settles,
-            default_max_tokens=key.default_max_tokens,
-            caller_headers=_anthropic_headers(scope) if endpoint.protocol == "anthropic" else {},
-        )
+        caller_headers = _anthropic_headers(scope) if endpoint.protocol == "anthropic" else {}
+        first_exchange: Exchange | None = None
+
+        def exchange_for(chosen: TargetEntry) -> Exchange:
+            if chosen is target and first_exchange is not None:
+                return first_exchange
+            return plan_exchange(
+                endpoint.protocol,
+                endpoint.upstream_path,
+                body,
+                raw,
+                model,
+                chosen,
+                settle_stream_usage=settles,
+                default_max_tokens=key.default_max_tokens,
+                caller_headers=caller_headers,
+            )
+
         # Planned (and a translation refused) before limits reserve anything.
-        exchange = await asyncio.to_thread(plan) if large else plan()
-        admission = await self.limits.admit(
+        first_exchange = (
+            await asyncio.to_thread(exchange_for, target) if large else exchange_for(target)
+        )
+        admission, counted_prompt = await self.limits.admit(
             key, model, target.upstream_model, endpoint.path, body, response_headers
         )
         relayed: Relayed | None = None
         try:
-            relayed = await self._relay_unless_disconnected(
-                receive, send, target, exchange, response_headers
+            relayed = await self._unless_disconnected(
+                receive,
+                forward(
+                    self.router,
+                    self.upstream,
+                    send,
+                    model,
+                    targets,
+                    exchange_for,
+                    response_headers,
+                    snapshot.circuit_breaker,
+                    record,
+                ),
             )
         finally:
             if relayed is not None:
                 record.status = relayed.status
-                if relayed.usage is not None:
-                    record.count_usage(relayed.usage, model.price)
+                usage = relayed.usage
+                if usage is not None:
+                    if relayed.broken and not usage.prompt_tokens and counted_prompt:
+                        # A cut stream reported no usage: its prompt as counted here, and the
+                        # completion streamed so far.
+                        usage = replace(usage, prompt_tokens=counted_prompt)
+                    record.count_usage(usage, model.price)
             if admission is not None and admission.plan.needs_settle():
                 self.limits.settle_later(admission, *_actual_usage(admission, relayed, record))
 
@@ -215,8 +250,11 @@ class GatewayApp:
         answer = orjson.dumps({"input_tokens": estimate.prompt_tokens})
         await send_response(send, 200, answer, JSON_HEADERS + response_headers)
 
-    async def _relay_unless_disconnected(self, receive: Receive, send: Send, *args: Any) -> Relayed:
-        """Relay upstream, cancelling the upstream request as soon as the caller goes away."""
+    async def _unless_disconnected(
+        self, receive: Receive, forwarding: Coroutine[Any, Any, Relayed]
+    ) -> Relayed:
+        """Run ``forwarding``, cancelling it (and its upstream request) as soon as the caller
+        goes away."""
         task = asyncio.current_task()
         assert task is not None
         disconnected = asyncio.Event()
@@ -229,7 +267,7 @@ class GatewayApp:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            return await self.upstream.relay(send, *args)
+            return await forwarding
         except asyncio.CancelledError:
             if disconnected.is_set():
                 task.uncancel()
@@ -259,6 +297,7 @@ class GatewayApp:
             if self.config_center_version is not None:
                 body["config_center_version"] = self.config_center_version
             body["limits"] = self.limits.describe()
+            body["targets"] = self.router.describe()
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             snapshot = self._ready_snapshot()
             key = match_namespace(scope, snapshot, path_namespace)

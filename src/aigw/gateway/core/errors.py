@@ -88,6 +88,22 @@ class ProtocolUnsupported(GatewayError):
     code = "protocol_not_supported"
 
 
+class NoUpstreamAvailable(GatewayError):
+    """Every target of the model is skipped: circuit open, cooling after a 429, or unhealthy."""
+
+    status = 503
+    type = "upstream_error"
+    code = "no_upstream_available"
+
+
+class UpstreamRateLimited(NoUpstreamAvailable):
+    """Every target is cooling after its provider answered 429: the caller should back off."""
+
+    status = 429
+    type = "requests"
+    code = "upstream_rate_limited"
+
+
 class NotReady(GatewayError):
     status = 503
     type = "server_error"

@@ -34,6 +34,8 @@ class RequestRecord:
     provider: str | None = None
     upstream_model: str | None = None
     stream: bool = False
+    attempts: int = 0
+    """Upstream tries (more than 1: failed over or retried)."""
     error_type: str | None = None
     duration_ms: float = 0.0
     prompt_tokens: int = 0

@@ -127,6 +127,7 @@ def _openai_native(
     settle_stream_usage: bool,
 ) -> Exchange:
     strip_usage = settle_stream_usage and bool(body.get("stream")) and not _asks_for_usage(body)
+    body = dict(body)  # the caller's stays as it came: another target may need it
     if strip_usage:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     if strip_usage or body["model"] != target.upstream_model:
@@ -153,16 +154,20 @@ def _passthrough_openai(payload: bytes) -> tuple[bytes, Usage | None]:
 
 class OpenAIStream:
     """An OpenAI stream passed on as it is, but for a usage chunk the caller did not ask for;
-    usage read from its last few KiB."""
+    usage read from its last few KiB. Content deltas are counted as they pass (two byte
+    searches per chunk), so a stream cut before its usage still tells how much was generated:
+    OpenAI streams one token per content delta."""
 
-    __slots__ = ("_stripper", "_tail")
+    __slots__ = ("_deltas", "_stripper", "_tail")
 
     def __init__(self, strip_usage: bool) -> None:
         self._stripper = UsageEventStripper() if strip_usage else None
         self._tail = b""
+        self._deltas = 0
 
     def feed(self, chunk: bytes) -> bytes:
         self._tail = (self._tail + chunk)[-STREAM_TAIL_BYTES:]
+        self._deltas += chunk.count(b'"content":"') - chunk.count(b'"content":""')
         return chunk if self._stripper is None else self._stripper.feed(chunk)
 
     def finish(self) -> bytes:
@@ -170,7 +175,10 @@ class OpenAIStream:
 
     @property
     def usage(self) -> Usage | None:
-        return usage_from_stream_tail(self._tail)
+        reported = usage_from_stream_tail(self._tail)
+        if reported is None and self._deltas > 0:
+            return Usage(completion_tokens=self._deltas)  # partial: the stream was cut
+        return reported
 
 
 def openai_upstream_error(payload: bytes, status: int) -> bytes:
@@ -203,7 +211,7 @@ def _anthropic_native(
     body: dict[str, Any], raw: bytes, target: TargetEntry, caller_headers: dict[str, str]
 ) -> Exchange:
     if body["model"] != target.upstream_model:
-        body["model"] = target.upstream_model
+        body = {**body, "model": target.upstream_model}
         raw = orjson.dumps(body)
     headers = {}
     beta = caller_headers.get("anthropic-beta")
