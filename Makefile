@@ -10,7 +10,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 help:
 	@echo "make run    start the all-in-one gateway with the offline demo configuration"
 	@echo "make test   install dev dependencies and run the whole test suite"
-	@echo "make bench  measure the gateway against a direct-to-upstream baseline"
+	@echo "make bench  measure the gateway against a direct-to-upstream baseline, then failover"
 	@echo "make lint   ruff"
 	@echo "make lock   re-pin requirements/*.txt from pyproject.toml"
 
@@ -38,6 +38,7 @@ test: $(DEVSTAMP)
 bench: $(DEVSTAMP)
 	bash bench/ensure-tools.sh
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.failover $(FAILOVER_ARGS)
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests bench
