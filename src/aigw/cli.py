@@ -331,6 +331,12 @@ def config_center(
 @click.option(
     "--disconnect-rate", default=0.0, show_default=True, help="Share of streams cut mid-way."
 )
+@click.option(
+    "--stream-error-rate",
+    default=0.0,
+    show_default=True,
+    help="Share of streams that end with an error event mid-way.",
+)
 @click.option("--seed", type=int, default=None, help="Seed for the fault draws.")
 def mock_upstream(host: str, port: int, **options: float | int | None) -> None:
     """A mock OpenAI and Anthropic provider for demos, tests and benchmarks."""
