@@ -3,12 +3,15 @@ and helper children."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +53,31 @@ def run_gateway(
             file=sys.stderr,
         )
     grace = int(os.environ.get(SHUTDOWN_GRACE_ENV) or DEFAULT_SHUTDOWN_GRACE)
-    # Past the grace period, a worker still relaying (a stream that never ends) is killed.
-    _serve("aigw.gateway.core.init:create_app", host, port, workers, kill_timeout=grace)
+    with _metrics_directory():
+        # Past the grace period, a worker still relaying (a stream that never ends) is killed.
+        _serve("aigw.gateway.core.init:create_app", host, port, workers, kill_timeout=grace)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the gateway's workers keep their metrics for each other's scrapes
+    (``gateway/monitoring/prometheus.py``): ``AIGW_METRICS_DIR`` if set (emptied first), else a
+    private temporary directory removed when the gateway stops."""
+    from aigw.gateway.monitoring.prometheus import METRICS_DIR_ENV
+
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("worker-*.json"):
+            stale.unlink(missing_ok=True)
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="aigw-metrics-")
+    os.environ[METRICS_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 SHUTDOWN_GRACE_ENV = "AIGW_SHUTDOWN_GRACE_SECONDS"

@@ -12,9 +12,12 @@ path does no I/O but the upstream call itself.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
+import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from aigw.gateway.auth.namespace_matcher import match_namespace, split_namespace
 from aigw.gateway.auth.policy_enforcer import enforce_policy
 from aigw.gateway.core.endpoints import COUNT_TOKENS_PATH, ENDPOINTS, Endpoint, parse_json_body
 from aigw.gateway.core.errors import (
+    AuthenticationFailed,
     GatewayError,
     MethodNotAllowed,
     ModelNotFound,
@@ -48,10 +52,11 @@ from aigw.gateway.core.http import (
     send_response,
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
+from aigw.gateway.monitoring.prometheus import Metrics, circuit_value
 from aigw.gateway.monitoring.realtime import close_default_recorder
 from aigw.gateway.routing.exchange import Exchange, count_tokens_exchange, plan_exchange
 from aigw.gateway.routing.failover import forward
-from aigw.gateway.routing.health import HealthChecker
+from aigw.gateway.routing.health import HealthChecker, checked_providers
 from aigw.gateway.routing.router import Router, resolve_model
 from aigw.gateway.routing.upstream import Relayed, UpstreamClient
 from aigw.state.limits import Admission
@@ -60,6 +65,12 @@ if TYPE_CHECKING:
     from aigw.gateway.core.config_sync import ConfigFollower
 
 log = logging.getLogger("aigw.gateway")
+
+METRICS_TOKEN_ENV = "AIGW_METRICS_TOKEN"
+# Probes and scrapes: not traffic, not in the request metrics.
+_UNCOUNTED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+METRICS_WRITE_SECONDS = 1.0
+PROMETHEUS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 # Bodies above this are parsed and re-serialised in a worker thread, so one huge prompt cannot
 # stall every other request on the event loop.
@@ -74,6 +85,8 @@ class GatewayApp:
         self.upstream = upstream or UpstreamClient()
         self.router = Router()
         self._health: asyncio.Task[None] | None = None
+        self.metrics = Metrics.from_env(self._gauges)
+        self._metrics_writer: asyncio.Task[None] | None = None
         self.limits = LimitEnforcer()
         # Set when the snapshot comes from the config center (config_sync.ConfigFollower).
         self.config_center_version: int | None = None
@@ -94,15 +107,19 @@ class GatewayApp:
                 if self.follower is not None:
                     await self.follower.start()
                 checker = HealthChecker(self.router, lambda: self.snapshot, self.upstream.session)
-                self._health = asyncio.get_running_loop().create_task(checker.run())
+                loop = asyncio.get_running_loop()
+                self._health = loop.create_task(checker.run())
+                self._metrics_writer = loop.create_task(self._write_metrics())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._health is not None:
-                    self._health.cancel()
+                for task in (self._health, self._metrics_writer):
+                    if task is not None:
+                        task.cancel()
                 if self.follower is not None:
                     await self.follower.stop()
                 await self.limits.close()  # pending settles reach the shared store
                 await close_default_recorder()  # the last second of usage counts
+                self._save_metrics()  # and of the metrics, for the workers still running
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -114,6 +131,7 @@ class GatewayApp:
         record = RequestRecord(request_id.decode("latin-1"), scope["method"], path)
         endpoint = ENDPOINTS.get(path)
         render = anthropic_error_body if _speaks_anthropic(scope, path) else openai_error_body
+        self.metrics.in_flight += 1
         try:
             if endpoint is not None:
                 if scope["method"] != "POST":
@@ -126,6 +144,7 @@ class GatewayApp:
         except GatewayError as error:
             record.status = error.status
             record.error_type = error.type
+            record.error_code = error.code
             headers = JSON_HEADERS + response_headers
             headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
             await send_response(send, error.status, render(error), headers)
@@ -142,7 +161,13 @@ class GatewayApp:
             except Exception:  # the response had already started: nothing more can be said
                 pass
         finally:
+            self.metrics.in_flight -= 1
             record_request(record)
+            try:
+                if path not in _UNCOUNTED_PATHS:
+                    self.metrics.observe(record)
+            except Exception:  # a metric must never fail a request
+                log.exception("metrics: cannot count request %s", record.request_id)
 
     async def _proxy(
         self,
@@ -287,9 +312,12 @@ class GatewayApp:
     ) -> None:
         """Endpoints the gateway answers itself."""
         if scope["method"] != "GET" and (
-            path in ("/healthz", "/readyz") or path.startswith("/v1/models")
+            path in ("/healthz", "/readyz", "/metrics") or path.startswith("/v1/models")
         ):
             raise MethodNotAllowed(f"use GET for {path}")
+        if path == "/metrics":
+            await self._metrics_endpoint(scope, send, response_headers, record)
+            return
         if path == "/healthz":
             body: Any = {"status": "ok", "version": __version__}
         elif path == "/readyz":
@@ -311,6 +339,52 @@ class GatewayApp:
             raise NotFound(f"unknown path {path}; see /v1/models for what this gateway serves")
         record.status = 200
         await send_response(send, 200, orjson.dumps(body), JSON_HEADERS + response_headers)
+
+    async def _metrics_endpoint(
+        self, scope: Scope, send: Send, response_headers: Headers, record: RequestRecord
+    ) -> None:
+        """Prometheus's scrape: every worker's metrics, merged (``monitoring/prometheus.py``).
+        With ``AIGW_METRICS_TOKEN`` set, the scrape must bring it as a bearer token."""
+        token = os.environ.get(METRICS_TOKEN_ENV)
+        if token:
+            sent = header(scope, b"authorization") or b""
+            if not hmac.compare_digest(sent, b"Bearer " + token.encode()):
+                raise AuthenticationFailed("/metrics needs the metrics bearer token")
+        mine = self.metrics.snapshot()  # on the loop: it copies live counters
+        body = await asyncio.to_thread(self.metrics.exposition, mine)
+        record.status = 200
+        headers = [(b"content-type", PROMETHEUS_CONTENT_TYPE), *response_headers]
+        await send_response(send, 200, body, headers)
+
+    async def _write_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_WRITE_SECONDS)
+            self._save_metrics()
+
+    def _save_metrics(self) -> None:
+        try:
+            self.metrics.write()
+        except OSError as exc:  # a full disk must not stop the gateway
+            log.warning("metrics: cannot save this worker's metrics: %s", exc)
+
+    def _gauges(self) -> Iterator[tuple[str, tuple[str, ...], float]]:
+        """This worker's gauges (and the limit store's own counter) for the metrics."""
+        for name, state in self.router.target_states():
+            yield "gateway_circuit_state", (name,), circuit_value(state.breaker.state)
+        snapshot = self.snapshot
+        if snapshot is not None:
+            for provider in checked_providers(snapshot):
+                healthy = provider.name not in self.router.unhealthy_providers
+                yield "gateway_provider_healthy", (provider.name,), 1 if healthy else 0
+        limits = self.limits.describe()
+        if limits.get("store") == "redis":
+            yield "gateway_limits_store_up", (), 1 if limits.get("breaker") == "closed" else 0
+            yield "gateway_limits_fail_open", (), limits.get("fail_open_admissions", 0)
+        if self.config_center_version is not None:
+            yield "gateway_config_version", (), self.config_center_version
+        follower = self.follower
+        if follower is not None and follower.last_contact is not None:
+            yield "gateway_config_sync_age_seconds", (), time.monotonic() - follower.last_contact
 
     def _ready_snapshot(self) -> Snapshot:
         snapshot = self.snapshot

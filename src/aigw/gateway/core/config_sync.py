@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ class ConfigFollower:
         self.version: int | None = None
         """The config-center version of the snapshot being served (None: none yet)."""
         self.seen = 0
+        self.last_contact: float | None = None
+        """When the config center last answered a poll (monotonic), for the sync-age metric."""
         """The newest version received, served or skipped: the next poll asks for newer."""
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -165,6 +168,8 @@ class ConfigFollower:
             params={"after": str(self.seen), "wait": str(wait)},
             timeout=timeout,
         ) as response:
+            if response.status in (200, 204):
+                self.last_contact = time.monotonic()
             if response.status == 204:
                 return False
             if response.status != 200:

@@ -37,20 +37,32 @@ class RequestRecord:
     attempts: int = 0
     """Upstream tries (more than 1: failed over or retried)."""
     error_type: str | None = None
+    error_code: str | None = None
     duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    """Streams: from the request's arrival to the upstream's first chunk."""
+    stream_broken: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost_usd: float = 0.0
+    tries: list[tuple[str, str, int, float]] = field(default_factory=list)
+    """Per upstream try: provider, target (provider/model), status (0: no answer), seconds."""
     timestamp: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter, repr=False)
 
     def count_usage(self, usage: Usage, price: PriceEntry | None) -> None:
         """Take the upstream's reported usage, and its cost when the model has a price."""
         self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.cached_tokens = usage.cached_tokens
         if price is not None:
             self.cost_usd = price.cost(
                 usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
             )
+
+    @property
+    def ttft_seconds(self) -> float | None:
+        return None if self.ttft_ms is None else self.ttft_ms / 1000
 
 
 def record_request(record: RequestRecord) -> None:

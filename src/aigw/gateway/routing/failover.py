@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -68,15 +69,22 @@ async def forward(
         state = router.state(target)
         state.in_flight += 1
         failure: GatewayError | RetryableStatus
+        began = time.perf_counter()
         try:
             relayed = await upstream.relay(
                 send, target, exchange_for(target), response_headers, may_retry=not last
             )
         except RetryableStatus as refused:
             failure = refused
+            _note_try(record, target, refused.status, began)
         except (UpstreamUnavailable, UpstreamTimeout) as error:
             failure = error
+            _note_try(record, target, 0, began)
         else:
+            _note_try(record, target, relayed.status, began)
+            if record.stream and relayed.first_byte_seconds is not None:
+                record.ttft_ms = (began - record.started + relayed.first_byte_seconds) * 1000
+            record.stream_broken = relayed.broken
             _observe(router, target, relayed, settings)
             return relayed
         finally:
@@ -96,6 +104,11 @@ async def forward(
         )
         await asyncio.sleep(pause)
         target = following
+
+
+def _note_try(record: RequestRecord, target: TargetEntry, status: int, began: float) -> None:
+    seconds = time.perf_counter() - began
+    record.tries.append((target.provider.name, target.name, status, seconds))
 
 
 def _next_target(

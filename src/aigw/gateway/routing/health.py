@@ -42,7 +42,7 @@ class HealthChecker:
         loop = asyncio.get_running_loop()
         while True:
             snapshot = self._snapshot()
-            providers = _checked_providers(snapshot) if snapshot is not None else []
+            providers = checked_providers(snapshot) if snapshot is not None else []
             names = {p.name for p in providers}
             for gone in set(self._failures) - names:  # no longer checked: trusted again
                 self._forget(gone)
@@ -91,7 +91,7 @@ class HealthChecker:
         self._router.unhealthy_providers.discard(name)
 
 
-def _checked_providers(snapshot: Snapshot) -> list[ProviderEntry]:
+def checked_providers(snapshot: Snapshot) -> list[ProviderEntry]:
     seen: dict[str, ProviderEntry] = {}
     for model in snapshot.models_by_name.values():
         for target in model.targets:

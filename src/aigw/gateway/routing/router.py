@@ -152,6 +152,9 @@ class Router:
             state = self._states[name] = TargetState(self._clock)
         return state
 
+    def target_states(self) -> list[tuple[str, TargetState]]:
+        return list(self._states.items())
+
     def describe(self) -> dict[str, dict[str, object]]:
         """For /readyz: what this worker knows about each target it has used."""
         now = self._clock()
