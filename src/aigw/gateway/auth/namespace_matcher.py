@@ -24,17 +24,26 @@ from datetime import UTC, datetime
 
 from aigw.config.snapshot import KeyEntry, Snapshot
 from aigw.gateway.core.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
-from aigw.gateway.core.http import Scope, header
+from aigw.gateway.core.http import Scope
 
 _KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
+NAMESPACE_HEADER = b"x-aigw-namespace"
+_WANTED = frozenset((*_KEY_HEADERS, NAMESPACE_HEADER))
 
 
-def caller_key(scope: Scope) -> str | None:
-    """The API key the caller presented, if any."""
+def _credentials(scope: Scope) -> dict[bytes, bytes]:
+    """The key headers and the namespace header, first value of each, in one pass."""
     found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
-        if name in _KEY_HEADERS and name not in found:
+        if name in _WANTED and name not in found:
             found[name] = value
+    return found
+
+
+def caller_key(scope: Scope, found: dict[bytes, bytes] | None = None) -> str | None:
+    """The API key the caller presented, if any."""
+    if found is None:
+        found = _credentials(scope)
     bearer = found.get(b"authorization")
     if bearer is not None:
         scheme, _, token = bearer.decode("latin-1").partition(" ")
@@ -47,7 +56,6 @@ def caller_key(scope: Scope) -> str | None:
     return None
 
 
-NAMESPACE_HEADER = b"x-aigw-namespace"
 NAMESPACE_PREFIX = "/ns/"
 
 
@@ -65,7 +73,8 @@ def match_namespace(
 ) -> KeyEntry:
     """The key entry (and so the namespace) of the caller: a 401 without a valid key, a 403 if
     the caller named another namespace (``path_namespace`` or the header)."""
-    key = caller_key(scope)
+    found = _credentials(scope)
+    key = caller_key(scope, found)
     if key is None:
         raise AuthenticationFailed(
             "missing API key: send it as 'Authorization: Bearer sk-...'", code="missing_api_key"
@@ -75,7 +84,7 @@ def match_namespace(
         raise AuthenticationFailed("incorrect API key provided")
     if entry.expires_at is not None and _expired(entry.expires_at):
         raise AuthenticationFailed("this API key has expired", code="expired_api_key")
-    named = _named_namespace(scope, path_namespace)
+    named = _named_namespace(found.get(NAMESPACE_HEADER), path_namespace)
     if named is not None and named != entry.namespace:
         raise PermissionDenied(
             f"this API key does not belong to namespace '{named}'", code="namespace_mismatch"
@@ -83,8 +92,7 @@ def match_namespace(
     return entry
 
 
-def _named_namespace(scope: Scope, path_namespace: str | None) -> str | None:
-    raw = header(scope, NAMESPACE_HEADER)
+def _named_namespace(raw: bytes | None, path_namespace: str | None) -> str | None:
     named = raw.decode("latin-1").strip() if raw is not None else None
     if path_namespace is not None:
         if named and named != path_namespace:

@@ -130,7 +130,6 @@ class GatewayApp:
         path_namespace, path = split_namespace_path(scope["path"])
         record = RequestRecord(request_id.decode("latin-1"), scope["method"], path)
         endpoint = ENDPOINTS.get(path)
-        render = anthropic_error_body if _speaks_anthropic(scope, path) else openai_error_body
         self.metrics.in_flight += 1
         try:
             if endpoint is not None:
@@ -147,7 +146,7 @@ class GatewayApp:
             record.error_code = error.code
             headers = JSON_HEADERS + response_headers
             headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
-            await send_response(send, error.status, render(error), headers)
+            await send_response(send, error.status, _render(scope, path, error), headers)
         except ClientDisconnected:
             record.status = 499
             record.error_type = "client_disconnected"
@@ -157,7 +156,9 @@ class GatewayApp:
             record.error_type = "server_error"
             error = GatewayError("the gateway failed to handle this request; see its logs")
             try:
-                await send_response(send, 500, render(error), JSON_HEADERS + response_headers)
+                await send_response(
+                    send, 500, _render(scope, path, error), JSON_HEADERS + response_headers
+                )
             except Exception:  # the response had already started: nothing more can be said
                 pass
         finally:
@@ -429,10 +430,12 @@ def _anthropic_models_response(snapshot: Snapshot, key: KeyEntry, model_id: str)
     raise ModelNotFound(f"model: {model_id}", param="model")
 
 
-def _speaks_anthropic(scope: Scope, path: str) -> bool:
-    """Whether errors go out in Anthropic's format: its endpoints, or its SDK (which always
-    sends ``anthropic-version``) on a shared one such as ``/v1/models``."""
-    return path.startswith("/v1/messages") or header(scope, b"anthropic-version") is not None
+def _render(scope: Scope, path: str, error: GatewayError) -> bytes:
+    """The error in the caller's protocol: Anthropic's on its endpoints, or for its SDK (which
+    always sends ``anthropic-version``) on a shared one such as ``/v1/models``."""
+    if path.startswith("/v1/messages") or header(scope, b"anthropic-version") is not None:
+        return anthropic_error_body(error)
+    return openai_error_body(error)
 
 
 def _anthropic_headers(scope: Scope) -> dict[str, str]:
