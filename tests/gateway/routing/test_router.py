@@ -131,14 +131,17 @@ def test_consecutive_failures_open_the_breaker_and_one_probe_closes_it() -> None
     assert breaker.record(False, SETTINGS)  # the third in a row opens it
     assert breaker.state == "open" and not breaker.available(SETTINGS)
     clock.now += 5
-    assert breaker.available(SETTINGS)  # half-open: one probe...
-    assert not breaker.available(SETTINGS)  # ...and only one
+    assert breaker.available(SETTINGS)  # looking takes nothing...
+    assert breaker.available(SETTINGS)
+    assert breaker.begin(SETTINGS)  # ...trying takes the one probe: half-open
+    assert breaker.state == "half_open"
+    assert not breaker.available(SETTINGS) and not breaker.begin(SETTINGS)  # only one
     breaker.record(False, SETTINGS)  # the probe failed: open again, for a whole cooldown
     assert breaker.state == "open"
     clock.now += 4.9
-    assert not breaker.available(SETTINGS)
+    assert not breaker.begin(SETTINGS)
     clock.now += 0.1
-    assert breaker.available(SETTINGS)
+    assert breaker.begin(SETTINGS)
     breaker.record(True, SETTINGS)
     assert breaker.state == "closed" and breaker.available(SETTINGS)
 
@@ -149,9 +152,11 @@ def test_a_lost_probe_gets_a_successor_after_a_cooldown() -> None:
     for _ in range(3):
         breaker.record(False, SETTINGS)
     clock.now += 5
-    assert breaker.available(SETTINGS)  # the probe never reports back
-    clock.now += 5
-    assert breaker.available(SETTINGS)
+    assert breaker.begin(SETTINGS)  # the probe never reports back
+    clock.now += 4
+    assert not breaker.begin(SETTINGS)
+    clock.now += 1
+    assert breaker.begin(SETTINGS)
 
 
 def test_an_error_rate_over_the_window_opens_the_breaker() -> None:
@@ -223,3 +228,31 @@ def test_targets_only_rate_limited_by_their_provider_are_a_429() -> None:
     with pytest.raises(NoUpstreamAvailable) as raised:
         router.plan(model, SETTINGS)
     assert raised.value.status == 503  # one of them is failing, not just busy
+
+
+def test_planning_reserves_no_probe_only_a_try_does() -> None:
+    """A plan lists a fallback past its cooldown without taking its probe, so when the target
+    before it fails, the fallback can still be tried."""
+    clock = Clock()
+    model = _model(
+        [{"provider": "a", "model": "x"}, {"provider": "b", "model": "x", "priority": 1}]
+    )
+    router = Router(clock)
+    a, b = model.targets
+    for _ in range(3):
+        router.state(b).breaker.record(False, SETTINGS)
+    clock.now += 5
+    assert _names(router.plan(model, SETTINGS)) == ["a", "b"]
+    assert router.acquire(a, SETTINGS)
+    assert router.acquire(b, SETTINGS)  # a failed: b's probe is this try's
+    assert not router.acquire(b, SETTINGS)  # and nobody else's
+
+
+def test_cooling_uses_the_router_clock() -> None:
+    clock = Clock()
+    model = _model([{"provider": "a", "model": "x"}, {"provider": "b", "model": "x"}])
+    router = Router(clock)
+    router.cool(model.targets[0], 2.0)
+    assert _names(router.plan(model, SETTINGS)) == ["b"]
+    clock.now += 2
+    assert sorted(_names(router.plan(model, SETTINGS))) == ["a", "b"]

@@ -54,6 +54,7 @@ from aigw.gateway.core.http import (
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.prometheus import Metrics, circuit_value
 from aigw.gateway.monitoring.realtime import close_default_recorder
+from aigw.gateway.monitoring.request_log import close_default_shipper
 from aigw.gateway.routing.exchange import Exchange, count_tokens_exchange, plan_exchange
 from aigw.gateway.routing.failover import forward
 from aigw.gateway.routing.health import HealthChecker, checked_providers
@@ -119,6 +120,7 @@ class GatewayApp:
                     await self.follower.stop()
                 await self.limits.close()  # pending settles reach the shared store
                 await close_default_recorder()  # the last second of usage counts
+                await close_default_shipper()  # and of request records
                 self._save_metrics()  # and of the metrics, for the workers still running
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -184,6 +186,7 @@ class GatewayApp:
         key = match_namespace(scope, snapshot, path_namespace)
         record.namespace, record.key = key.namespace, key.prefix
         raw = await read_body(scope, receive, snapshot.max_request_body_bytes)
+        record.request_body = (raw, snapshot.request_log) if snapshot.request_log.bodies else None
         large = len(raw) > OFFLOAD_JSON_BYTES
         body = await asyncio.to_thread(parse_json_body, raw) if large else parse_json_body(raw)
         endpoint.validate(body)

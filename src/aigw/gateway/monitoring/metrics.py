@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields
 
 import orjson
 
-from aigw.config.snapshot import PriceEntry
-from aigw.gateway.monitoring import realtime
+from aigw.config.snapshot import PriceEntry, RequestLogEntry
+from aigw.gateway.monitoring import realtime, request_log
 from aigw.gateway.routing.usage import Usage
 
 log = logging.getLogger("aigw.gateway.metrics")
@@ -48,6 +48,9 @@ class RequestRecord:
     cost_usd: float = 0.0
     tries: list[tuple[str, str, int, float]] = field(default_factory=list)
     """Per upstream try: provider, target (provider/model), status (0: no answer), seconds."""
+    request_body: tuple[bytes, RequestLogEntry] | None = None
+    """The caller's raw body when gateway.request_log.bodies is on (for the request log, which
+    redacts it); never in the access log."""
     timestamp: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -75,9 +78,15 @@ def record_request(record: RequestRecord) -> None:
         usage.record(record)
     except Exception:  # never let accounting fail a request
         log.exception("usage: cannot record request %s", record.request_id)
+    try:
+        request_log.ship(record)
+    except Exception:  # nor the request log
+        log.exception("request log: cannot record request %s", record.request_id)
     if access_log.isEnabledFor(logging.INFO):
         line = {name: getattr(record, name) for name in _LOGGED_FIELDS}
         access_log.info(orjson.dumps(line).decode())
 
 
-_LOGGED_FIELDS = tuple(f.name for f in fields(RequestRecord) if f.name != "started")
+_LOGGED_FIELDS = tuple(
+    f.name for f in fields(RequestRecord) if f.name not in ("started", "request_body")
+)

@@ -56,6 +56,9 @@ FALLBACK_CLAUDE_MAX_TOKENS = 4096
 class StreamRelay(Protocol):
     """Turns upstream stream bytes into the caller's, chunk by chunk."""
 
+    failed: bool
+    """Whether the upstream ended the stream with an error event (or cut it short)."""
+
     def feed(self, chunk: bytes) -> bytes: ...
 
     def finish(self) -> bytes:
@@ -158,16 +161,19 @@ class OpenAIStream:
     searches per chunk), so a stream cut before its usage still tells how much was generated:
     OpenAI streams one token per content delta."""
 
-    __slots__ = ("_deltas", "_stripper", "_tail")
+    __slots__ = ("_deltas", "_stripper", "_tail", "failed")
 
     def __init__(self, strip_usage: bool) -> None:
         self._stripper = UsageEventStripper() if strip_usage else None
         self._tail = b""
         self._deltas = 0
+        self.failed = False
 
     def feed(self, chunk: bytes) -> bytes:
         self._tail = (self._tail + chunk)[-STREAM_TAIL_BYTES:]
         self._deltas += chunk.count(b'"content":"') - chunk.count(b'"content":""')
+        if b'data: {"error"' in chunk:  # the upstream's own mid-stream error event
+            self.failed = True
         return chunk if self._stripper is None else self._stripper.feed(chunk)
 
     def finish(self) -> bytes:
@@ -239,14 +245,17 @@ class AnthropicStream:
     (input and cache tokens, at the head) and ``message_delta`` (output tokens, cumulative,
     near the end): both are read from a bounded head and tail, after the stream."""
 
-    __slots__ = ("_head", "_tail")
+    __slots__ = ("_head", "_tail", "failed")
     HEAD_BYTES = 8192
 
     def __init__(self) -> None:
         self._head = b""
         self._tail = b""
+        self.failed = False
 
     def feed(self, chunk: bytes) -> bytes:
+        if b"event: error" in chunk:
+            self.failed = True
         if len(self._head) < self.HEAD_BYTES:
             self._head += chunk[: self.HEAD_BYTES - len(self._head)]
         self._tail = (self._tail + chunk)[-STREAM_TAIL_BYTES:]

@@ -59,7 +59,10 @@ async def forward(
     deadline = loop.time() + routing.deadline
     header_at = len(response_headers)
     response_headers.append((UPSTREAM_HEADER, b""))
-    target = targets[0]
+    first = _take(router, targets, 0, settings)
+    if first is None:  # the plan's targets were taken meanwhile (another request's probe)
+        raise router.unavailable(model, settings)
+    target = first
     attempt = 0
     while True:
         record.provider, record.upstream_model = target.provider.name, target.upstream_model
@@ -89,9 +92,9 @@ async def forward(
             return relayed
         finally:
             state.in_flight -= 1
-        _observe_failure(router, target, failure, settings, loop.time())
+        _observe_failure(router, target, failure, settings)
         attempt += 1
-        following = None if last else _next_target(router, targets, target, settings)
+        following = None if last else _take(router, targets, targets.index(target) + 1, settings)
         pause = _backoff(routing.backoff_ms, attempt)
         if following is None or loop.time() + pause >= deadline:
             return await _give_up(send, failure)
@@ -111,17 +114,14 @@ def _note_try(record: RequestRecord, target: TargetEntry, status: int, began: fl
     record.tries.append((target.provider.name, target.name, status, seconds))
 
 
-def _next_target(
-    router: Router,
-    targets: list[TargetEntry],
-    failed: TargetEntry,
-    settings: CircuitBreakerSettings,
+def _take(
+    router: Router, targets: list[TargetEntry], start: int, settings: CircuitBreakerSettings
 ) -> TargetEntry | None:
-    """The next target of the plan after ``failed`` that is still available, wrapping around."""
-    start = targets.index(failed)
-    for offset in range(1, len(targets) + 1):
+    """The first target of the plan from ``start`` on (wrapping around) that a try may go to
+    now; taking it (and its probe, if its breaker is half-open)."""
+    for offset in range(len(targets)):
         candidate = targets[(start + offset) % len(targets)]
-        if router.still_available(candidate, settings):
+        if router.acquire(candidate, settings):
             return candidate
     return None
 
@@ -135,11 +135,13 @@ def _observe(
     router: Router, target: TargetEntry, relayed: Relayed, settings: CircuitBreakerSettings
 ) -> None:
     state = router.state(target)
-    healthy = relayed.status < 500 and relayed.status != 429 and not relayed.broken
+    if relayed.status == 429:  # relayed on the last try: its Retry-After still holds
+        _cool(router, target, relayed.retry_after)
+        return
+    healthy = relayed.status < 500 and not relayed.broken
     if relayed.first_byte_seconds is not None and healthy:
         state.observe_latency(relayed.first_byte_seconds)
-    if relayed.status != 429:
-        _record(router, target, healthy, settings)
+    _record(router, target, healthy, settings)
 
 
 def _observe_failure(
@@ -147,14 +149,17 @@ def _observe_failure(
     target: TargetEntry,
     failure: GatewayError | RetryableStatus,
     settings: CircuitBreakerSettings,
-    now: float,
 ) -> None:
     if isinstance(failure, RetryableStatus) and failure.status == 429:
         # The upstream's own rate limit: not a fault, but no use asking again before it says.
-        wait = failure.retry_after if failure.retry_after is not None else 1.0
-        router.state(target).cooling_until = now + min(wait, MAX_COOLING_SECONDS)
+        _cool(router, target, failure.retry_after)
         return
     _record(router, target, False, settings)
+
+
+def _cool(router: Router, target: TargetEntry, retry_after: float | None) -> None:
+    wait = retry_after if retry_after is not None else 1.0
+    router.cool(target, min(wait, MAX_COOLING_SECONDS))
 
 
 def _record(

@@ -60,16 +60,22 @@ class TargetBreaker:
         self._buckets: dict[int, list[int]] = {}
 
     def available(self, settings: CircuitBreakerSettings) -> bool:
-        """Whether a request may go to the target now (in half-open: the one probe)."""
+        """Whether a request could go to the target now: closed, or open past its cooldown (a
+        probe may go), or half-open with its probe out for a whole cooldown (it was lost: a
+        successor may go). Changes nothing: :meth:`begin` takes the probe."""
         if self.state == "closed":
             return True
-        now = self._clock()
-        if now - self._opened_at < settings.cooldown:
-            return False  # open, or half-open with its probe under way
-        # Open past its cooldown: one probe. (In half-open, the last probe was lost for a whole
-        # cooldown: a successor.)
+        return self._clock() - self._opened_at >= settings.cooldown
+
+    def begin(self, settings: CircuitBreakerSettings) -> bool:
+        """A request is about to go to the target: False if it may not (after all). Past an
+        open breaker's cooldown, this request is the one probe (half-open)."""
+        if self.state == "closed":
+            return True
+        if not self.available(settings):
+            return False
         self.state = "half_open"
-        self._opened_at = now
+        self._opened_at = self._clock()
         return True
 
     def retry_after(self, settings: CircuitBreakerSettings) -> float:
@@ -191,9 +197,20 @@ class Router:
             raise self._none_available(model, settings)
         return ordered
 
-    def still_available(self, target: TargetEntry, settings: CircuitBreakerSettings) -> bool:
-        """For a retry: whether the target may be tried again now."""
-        return self._available(target, settings)
+    def acquire(self, target: TargetEntry, settings: CircuitBreakerSettings) -> bool:
+        """A try is about to go to ``target``: whether it may (its probe, if half-open, is
+        taken by this try). :meth:`plan` only looks; this decides."""
+        return self._available(target, settings) and self.state(target).breaker.begin(settings)
+
+    def cool(self, target: TargetEntry, seconds: float) -> None:
+        """The target's provider answered 429: leave it alone for ``seconds``."""
+        self.state(target).cooling_until = self._clock() + seconds
+
+    def unavailable(
+        self, model: ModelEntry, settings: CircuitBreakerSettings
+    ) -> NoUpstreamAvailable:
+        """The error for a request that finds no target it may try."""
+        return self._none_available(model, settings)
 
     def _available(self, target: TargetEntry, settings: CircuitBreakerSettings) -> bool:
         if target.provider.name in self.unhealthy_providers:

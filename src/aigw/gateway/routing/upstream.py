@@ -36,6 +36,8 @@ class Relayed:
     """From sending the request to the answer starting (a stream's first chunk)."""
     broken: bool = False
     """The upstream broke off a stream already under way (the caller got an error event)."""
+    retry_after: float | None = None
+    """An error answer's ``Retry-After``, in seconds."""
 
 
 class RetryableStatus(Exception):
@@ -148,7 +150,11 @@ class UpstreamClient:
                     retry_after = _retry_after(raw_retry_after)
                     raise RetryableStatus(status, retry_after, error, headers_out)
                 await send_response(send, status, error, headers_out)
-                return Relayed(status, first_byte_seconds=first_byte_seconds)
+                return Relayed(
+                    status,
+                    first_byte_seconds=first_byte_seconds,
+                    retry_after=_retry_after(raw_retry_after),
+                )
             content_type = response.headers.get("Content-Type", "application/json")
             if streaming:
                 stream_headers = [(b"content-type", content_type.encode("latin-1"))]
@@ -244,7 +250,7 @@ async def _relay_stream(
         await send({"type": "http.response.body", "body": event, "more_body": False})
         return True
     await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
-    return False
+    return relay.failed  # the upstream's own error event, or a stream ended too soon
 
 
 def _describe(exc: BaseException) -> str:

@@ -39,10 +39,16 @@ class ChatStreamToMessages:
         self._stop_reason: str | None = None
         self._usage = Usage()
         self._ended = False
+        self._text_deltas = 0
+        self.failed = False
+        """Whether the stream ended with an error event (cut, or an upstream error)."""
 
     @property
     def usage(self) -> Usage:
-        """The usage OpenAI reported (zero until its final usage chunk arrives)."""
+        """The usage OpenAI reported; before its final usage chunk (a cut stream), the text
+        deltas relayed so far, one token each, as the completion."""
+        if self._usage == Usage() and self._text_deltas:
+            return Usage(completion_tokens=self._text_deltas)
         return self._usage
 
     def feed(self, chunk: bytes) -> bytes:
@@ -63,7 +69,7 @@ class ChatStreamToMessages:
             if self._stop_reason is not None:
                 self._end(out)
             else:
-                self._ended = True
+                self._ended = self.failed = True
                 out.append(
                     _error_event("api_error", "the upstream stream ended before the answer did")
                 )
@@ -88,11 +94,11 @@ class ChatStreamToMessages:
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict):
-            self._ended = True
+            self._ended = self.failed = True
             out.append(_error_event("api_error", "the upstream sent a chunk that is not JSON"))
             return
         if payload.get("error") is not None:
-            self._ended = True
+            self._ended = self.failed = True
             out.append(_error_event(*anthropic_error(payload["error"], None)))
             return
         if not self._started:
@@ -144,6 +150,7 @@ class ChatStreamToMessages:
             self._open = ("text", 0)
             self._open_block({"type": "text", "text": ""}, out)
         delta = {"type": "text_delta", "text": text}
+        self._text_deltas += 1
         out.append(_block_delta(self._next_block - 1, delta))
 
     def _tool_call(self, call: dict[str, Any], out: list[bytes]) -> None:

@@ -41,13 +41,17 @@ class MessagesStreamToChat:
         self._cache_creation = 0
         self._output_tokens = 0
         self._ended = False
+        self._text_deltas = 0
+        self.failed = False
+        """Whether the stream ended with an error chunk (cut, or an upstream error event)."""
 
     @property
     def usage(self) -> Usage:
-        """The usage reported so far (complete once the stream has ended normally)."""
+        """The usage reported so far (complete once the stream has ended normally); before
+        ``message_delta`` (a cut stream), the text deltas relayed, one token each."""
         return Usage(
             prompt_tokens=self._input_tokens + self._cache_read + self._cache_creation,
-            completion_tokens=self._output_tokens,
+            completion_tokens=self._output_tokens or self._text_deltas,
             cached_tokens=self._cache_read,
         )
 
@@ -63,7 +67,7 @@ class MessagesStreamToChat:
         out = self._translate(self._parser.close())
         if self._ended:
             return out
-        self._ended = True
+        self._ended = self.failed = True
         return out + error_chunk(
             "the upstream stream ended before the message was complete",
             "upstream_error",
@@ -84,7 +88,7 @@ class MessagesStreamToChat:
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict):
-            self._ended = True
+            self._ended = self.failed = True
             out.append(
                 error_chunk(
                     "the upstream sent an event that is not a JSON object",
@@ -113,7 +117,7 @@ class MessagesStreamToChat:
             error_type, code = OPENAI_ERRORS.get(error.get("type"), ("server_error", None))
             message = error.get("message") or "the upstream reported an error mid-stream"
             out.append(error_chunk(str(message), error_type, code))
-            self._ended = True
+            self._ended = self.failed = True
         # ping, content_block_stop and event types added later carry nothing for OpenAI.
 
     def _message_start(self, payload: dict[str, Any], out: list[bytes]) -> None:
@@ -153,6 +157,7 @@ class MessagesStreamToChat:
         if kind == "text_delta":
             text = delta.get("text")
             if text:
+                self._text_deltas += 1
                 out.append(self._chunk({"content": text}))
         elif kind == "input_json_delta":
             partial = delta.get("partial_json")
