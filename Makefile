@@ -32,6 +32,7 @@ run: $(STAMP)
 
 test: $(DEVSTAMP)
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-test-tools.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -132,7 +132,8 @@ class GatewayApp:
         path_namespace, path = split_namespace_path(scope["path"])
         record = RequestRecord(request_id.decode("latin-1"), scope["method"], path)
         endpoint = ENDPOINTS.get(path)
-        self.metrics.in_flight += 1
+        counted = path not in _UNCOUNTED_PATHS
+        self.metrics.in_flight += counted
         try:
             if endpoint is not None:
                 if scope["method"] != "POST":
@@ -164,10 +165,10 @@ class GatewayApp:
             except Exception:  # the response had already started: nothing more can be said
                 pass
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.in_flight -= counted
             record_request(record)
             try:
-                if path not in _UNCOUNTED_PATHS:
+                if counted:
                     self.metrics.observe(record)
             except Exception:  # a metric must never fail a request
                 log.exception("metrics: cannot count request %s", record.request_id)
