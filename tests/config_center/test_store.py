@@ -38,7 +38,14 @@ SECRET = "sk-live-PLAINTEXT-credential-0123456789abcdef"
 OTHER_SECRET = "sk-live-ROTATED-credential-9876543210fedcba"
 # Timestamps: microseconds everywhere since DATETIME(6) on MariaDB; slack for slow machines.
 CLOCK_SLACK = timedelta(seconds=2)
-APP_TABLES = {"admin_users", "admin_tokens", "audit_events", "config_versions", "usage_daily"}
+APP_TABLES = {
+    "admin_users",
+    "admin_tokens",
+    "audit_events",
+    "config_versions",
+    "usage_daily",
+    "request_log",
+}
 
 
 @pytest.fixture

@@ -314,10 +314,43 @@ class CircuitBreakerSettings(_Strict):
     )
 
 
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+RedactPattern = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_check_regex)]
+
+
+class RequestLogSettings(_Strict):
+    """What a gateway following a config center sends to its request log besides each request's
+    metadata (always sent): the request bodies, only when asked, redacted before they leave."""
+
+    bodies: bool = Field(
+        False,
+        description="Store each request's JSON body as the caller sent it, with secrets "
+        "redacted and cut to `max_body_bytes`.",
+    )
+    max_body_bytes: int = Field(
+        16384, ge=256, le=1024 * 1024, description="Bytes of a body kept; the rest is cut off."
+    )
+    redact: list[RedactPattern] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Regular expressions (Python syntax) whose matches are replaced by "
+        "[REDACTED], besides the built-in ones (API keys, bearer tokens, and the values of "
+        "JSON fields named like api_key, password, secret or authorization).",
+    )
+
+
 class GatewaySettings(_Strict):
     """Data-plane settings that are part of the configuration (and so change live)."""
 
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)
 
     max_request_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413."

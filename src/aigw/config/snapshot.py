@@ -17,7 +17,15 @@ from ipaddress import IPv4Network, IPv6Network
 
 import orjson
 
-from aigw.config.schema import CircuitBreakerSettings, Config, Model, ModelAccess, Provider, Target
+from aigw.config.schema import (
+    CircuitBreakerSettings,
+    Config,
+    Model,
+    ModelAccess,
+    Provider,
+    RequestLogSettings,
+    Target,
+)
 from aigw.state.limits import REQUEST_KINDS, LimitPlan, limit_kinds
 
 IPNetwork = IPv4Network | IPv6Network
@@ -136,6 +144,16 @@ class KeyEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLogEntry:
+    """``gateway.request_log``: whether request bodies go to the request log, and how they are
+    cut and redacted (by ``gateway/monitoring/request_log.py``, off the request path)."""
+
+    bodies: bool = False
+    max_body_bytes: int = 16384
+    redact: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     config: Config
     version: str
@@ -144,6 +162,7 @@ class Snapshot:
     max_request_body_bytes: int
     trusted_proxies: tuple[IPNetwork, ...] = ()
     circuit_breaker: CircuitBreakerSettings = field(default_factory=CircuitBreakerSettings)
+    request_log: RequestLogEntry = field(default_factory=RequestLogEntry)
 
     def models_for(self, key: KeyEntry) -> list[ModelEntry]:
         """Every model entry the key may use, in configuration order."""
@@ -229,6 +248,7 @@ def build_snapshot(config: Config) -> Snapshot:
         max_request_body_bytes=config.gateway.max_request_body_bytes,
         trusted_proxies=tuple(config.gateway.trusted_proxies),
         circuit_breaker=config.gateway.circuit_breaker,
+        request_log=_request_log_entry(config.gateway.request_log),
     )
 
 
@@ -285,6 +305,14 @@ def _target_entry(provider: ProviderEntry, target: Target, model: Model) -> Targ
         first_byte_timeout=route.first_byte or provider.first_byte_timeout or read,
         read_timeout=read,
         total_timeout=route.total or provider.total_timeout,
+    )
+
+
+def _request_log_entry(settings: RequestLogSettings) -> RequestLogEntry:
+    return RequestLogEntry(
+        bodies=settings.bodies,
+        max_body_bytes=settings.max_body_bytes,
+        redact=tuple(re.compile(pattern) for pattern in settings.redact),
     )
 
 

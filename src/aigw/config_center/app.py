@@ -6,6 +6,7 @@ Nothing here is on the gateways' request path: gateways hold a snapshot and are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,13 @@ from aigw.config_center.api.usage import setup_realtime
 from aigw.config_center.db.engine import make_engine, migrate, sessions
 from aigw.config_center.errors import ApiError
 from aigw.config_center.feed import VersionFeed
+from aigw.config_center.metrics import CenterMetrics, CountApiRequests
+from aigw.config_center.request_log import (
+    RequestLogStore,
+    Retention,
+    purge_seconds_from,
+    retention_days_from,
+)
 from aigw.config_center.settings import CenterSettings
 from aigw.config_center.store import ConfigStore, VersionConflict, VersionNotFound
 from aigw.config_center.users import UserService
@@ -39,11 +47,15 @@ def create_app(settings: CenterSettings) -> FastAPI:
         app.state.users = UserService(maker, settings.session_ttl_seconds)
         realtime = setup_realtime(app, settings)
         app.state.ledger = UsageLedger(maker)
+        app.state.request_log = RequestLogStore(maker)
+        retention = _retention(app.state.request_log, settings, metrics)
         app.state.feed = VersionFeed(app.state.store, settings.redis_url)
         await app.state.feed.start()
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await app.state.feed.stop()
             await realtime.close()
             await engine.dispose()
@@ -51,12 +63,28 @@ def create_app(settings: CenterSettings) -> FastAPI:
     app = FastAPI(
         title="aigw config center",
         version=__version__,
-        description="Configuration, versions and admin users of an aigw deployment.",
+        description="Configuration, versions, admin users, usage and request logs of an aigw "
+        "deployment.",
         lifespan=lifespan,
     )
+    metrics = app.state.metrics = CenterMetrics()
+    app.add_middleware(CountApiRequests, metrics=metrics)
     _add_error_handlers(app)
     _add_routes(app)
     return app
+
+
+def _retention(
+    store: RequestLogStore, settings: CenterSettings, metrics: CenterMetrics
+) -> Retention:
+    days = settings.request_log_retention_days
+    interval = settings.request_log_purge_seconds
+    return Retention(
+        store,
+        retention_days_from(os.environ) if days is None else days,
+        purge_seconds_from(os.environ) if interval is None else interval,
+        purged=metrics.request_log_purged.inc,
+    )
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -70,10 +98,12 @@ def _add_routes(app: FastAPI) -> None:
         namespaces,
         prices,
         providers,
+        requests,
         usage,
         users,
         versions,
     )
+    from aigw.config_center.metrics import router as metrics_router
 
     for module in (
         health,
@@ -86,10 +116,12 @@ def _add_routes(app: FastAPI) -> None:
         prices,
         versions,
         usage,
+        requests,
         audit,
         feed,
     ):
         app.include_router(module.router)
+    app.include_router(metrics_router)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

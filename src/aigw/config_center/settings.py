@@ -22,6 +22,10 @@ class CenterSettings:
     redis_url: str | None = None
     """Optional: change notifications between several config center instances."""
     session_ttl_seconds: int = 12 * 3600
+    request_log_retention_days: float | None = None
+    """Days request-log rows are kept (0: forever); None: AIGW_REQUEST_LOG_RETENTION_DAYS or 7."""
+    request_log_purge_seconds: float | None = None
+    """How often old rows are deleted; None: AIGW_REQUEST_LOG_PURGE_SECONDS, else 300."""
 
 
 def default_database_url(data_dir: Path) -> str:

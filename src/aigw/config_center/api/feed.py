@@ -72,7 +72,8 @@ async def config(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Response(status_code=204)
-            await feed.wait_newer(max(after, feed.version), remaining)
+            with request.app.state.metrics.feed_long_polls.track_inprogress():
+                await feed.wait_newer(max(after, feed.version), remaining)
     except ApiError:
         raise
     except Exception as exc:  # the database is away: the gateway keeps its snapshot and retries

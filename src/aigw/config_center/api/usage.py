@@ -175,6 +175,7 @@ async def add_usage(request: Request, body: UsagePost) -> dict[str, int]:
             f"the usage ledger is unavailable ({type(exc).__name__}); retry"
         ) from None
     _recovered()
+    request.app.state.metrics.usage_batches.inc()
     return {"accepted": len(body.items)}
 
 

@@ -7,6 +7,8 @@ MySQL/MariaDB and PostgreSQL alike, without locks. Rollback, diff and export the
 Admin users and their sessions are control-plane data, not gateway configuration, and live in
 their own tables. ``usage_daily`` is the durable accounting ledger (see
 ``config_center/accounting.py``): one row of additive counters per UTC day, namespace and model.
+``request_log`` holds one row per request the gateways served (``config_center/request_log.py``),
+kept for a retention period.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Double,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -118,3 +122,47 @@ class UsageDaily(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     cost_micro_usd: Mapped[int] = mapped_column(BigInteger)
     latency_ms_total: Mapped[int] = mapped_column(BigInteger)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere the key needs 64 bits.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's TEXT stops at 64 KiB; a stored body may be up to 1 MiB.
+Body = Text().with_variant(mysql.MEDIUMTEXT(charset="utf8mb4"), "mysql", "mariadb")
+
+
+class RequestLog(Base):
+    """One request a gateway served (its metadata; the body only when the configuration asks),
+    as the gateway's request-log shipper sent it. ``ts`` is the request's arrival, in Unix
+    microseconds; ``uid`` (unique, made by the gateway) makes a re-sent batch insert nothing
+    twice. Newest first by (ts, id); rows older than the retention period are deleted."""
+
+    __tablename__ = "request_log"
+    __table_args__ = (
+        Index("ix_request_log_namespace_ts", "namespace", "ts", "id"),
+        Index("ix_request_log_ts", "ts", "id"),
+        Index("ix_request_log_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str] = mapped_column(String(128))
+    namespace: Mapped[str] = mapped_column(name_type(128))
+    key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    path: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(name_type(256), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    upstream_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    attempts: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Double)
+    ttft_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Double)
+    request_body: Mapped[str | None] = mapped_column(Body, nullable=True)
+    request_body_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)

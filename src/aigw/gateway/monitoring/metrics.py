@@ -3,7 +3,8 @@
 Each request becomes one structured JSON access-log line on the ``aigw.access`` logger (the key's
 non-secret prefix, never the key) and is added to this worker's realtime usage counters
 (``realtime.py``: an O(1) in-memory update, flushed to Redis or the config center every second
-off the request path). Prometheus counters hang off this same call.
+off the request path) and to the request-log shipper (``request_log.py``, the same way, to the
+config center's request log). Prometheus counters hang off this same call.
 """
 
 from __future__ import annotations

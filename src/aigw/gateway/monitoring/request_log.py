@@ -154,17 +154,6 @@ def _fresh(record: RequestRecord) -> Fresh:
     )
 
 
-_TEXT_FIELDS = (
-    "request_id",
-    "namespace",
-    "key_prefix",
-    "path",
-    "model",
-    "provider",
-    "upstream_model",
-)
-
-
 def _cut(value: str | None, field: str) -> str | None:
     limit = TEXT_LIMITS[field]
     return value if value is None or len(value) <= limit else value[:limit]
@@ -174,37 +163,44 @@ def prepare_rows(fresh: Iterable[Fresh], uid_prefix: str, first: int) -> list[by
     """Each record as the JSON object the config center takes (bodies redacted and cut)."""
     rows = []
     for number, item in enumerate(fresh, first):
-        (ts, request_id, namespace, key, path, model, provider, upstream_model) = item[:8]
-        (status, error_type, error_code, stream, attempts, duration_ms, ttft_ms) = item[8:15]
-        (prompt, completion, cached, cost, body) = item[15:]
-        row: dict[str, Any] = {
-            "uid": f"{uid_prefix}{number:x}",
-            "ts": round(ts * 1_000_000),
-            "request_id": _cut(request_id, "request_id"),
-            "namespace": _cut(namespace, "namespace"),
-            "key_prefix": _cut(key, "key_prefix"),
-            "path": _cut(path, "path"),
-            "model": _cut(model, "model"),
-            "provider": _cut(provider, "provider"),
-            "upstream_model": _cut(upstream_model, "upstream_model"),
-            "status": status,
-            "error_type": _cut(error_type, "error_type"),
-            "error_code": _cut(error_code, "error_code"),
-            "stream": stream,
-            "attempts": attempts,
-            "duration_ms": duration_ms,
-            "ttft_ms": ttft_ms,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cached_tokens": cached,
-            "cost_usd": cost,
-        }
-        if body is not None:
-            raw, setting = body
-            row["request_body"] = body_text(raw, setting)
-            row["request_body_bytes"] = len(raw)
-        rows.append(orjson.dumps(row))
+        try:
+            rows.append(_row(item, f"{uid_prefix}{number:x}"))
+        except Exception:  # a record that cannot be shipped must not hold up the others
+            log.exception("request log: cannot prepare the record of request %r", item[1])
     return rows
+
+
+def _row(item: Fresh, uid: str) -> bytes:
+    (ts, request_id, namespace, key, path, model, provider, upstream_model) = item[:8]
+    (status, error_type, error_code, stream, attempts, duration_ms, ttft_ms) = item[8:15]
+    (prompt, completion, cached, cost, body) = item[15:]
+    row: dict[str, Any] = {
+        "uid": uid,
+        "ts": round(ts * 1_000_000),
+        "request_id": _cut(request_id, "request_id"),
+        "namespace": _cut(namespace, "namespace"),
+        "key_prefix": _cut(key, "key_prefix"),
+        "path": _cut(path, "path"),
+        "model": _cut(model, "model"),
+        "provider": _cut(provider, "provider"),
+        "upstream_model": _cut(upstream_model, "upstream_model"),
+        "status": status,
+        "error_type": _cut(error_type, "error_type"),
+        "error_code": _cut(error_code, "error_code"),
+        "stream": stream,
+        "attempts": attempts,
+        "duration_ms": duration_ms,
+        "ttft_ms": ttft_ms,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": cached,
+        "cost_usd": cost,
+    }
+    if body is not None:
+        raw, setting = body
+        row["request_body"] = body_text(raw, setting)
+        row["request_body_bytes"] = len(raw)
+    return orjson.dumps(row)
 
 
 # -- sinks -----------------------------------------------------------------------------------------
