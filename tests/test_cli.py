@@ -73,6 +73,7 @@ def test_keys_generate_prints_a_key_and_its_entry() -> None:
 
 def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
     port, mock_port, center_port, tokens_port = free_port(), free_port(), free_port(), free_port()
+    web_port = free_port()
     process = Process(
         aigw(
             "serve",
@@ -85,6 +86,8 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
             str(center_port),
             "--token-service-port",
             str(tokens_port),
+            "--web-port",
+            str(web_port),
             "--workers",
             "1",
             "--data-dir",
@@ -136,10 +139,19 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
         assert counted["tokens"] == 2 and counted["exact"] is True
         assert (tmp_path / "data" / "demo-key").read_text().strip() == key.group(1)
         assert oct((tmp_path / "data" / "demo-key").stat().st_mode & 0o777) == "0o600"
+        # The web dashboard, in front of this config center and gateway.
+        assert f"dashboard      http://127.0.0.1:{web_port}" in banner
+        web = f"http://127.0.0.1:{web_port}"
+        me = httpx.get(
+            f"{web}/api/v1/auth/me", headers={"Authorization": f"Bearer {admin_token.group(1)}"}
+        )
+        assert me.json()["role"] == "admin"
+        assert httpx.get(f"{web}/gateway/readyz").json()["config_center_version"] == 1
     finally:
         assert process.stop() is not None
-    # The mock, config center and token service child processes went away with the gateway.
-    for child_port in (mock_port, center_port, tokens_port):
+    # The mock, config center, token service and dashboard child processes went away with the
+    # gateway.
+    for child_port in (mock_port, center_port, tokens_port, web_port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", child_port), timeout=2).close()
 

@@ -18,6 +18,7 @@ from aigw.config.loader import ConfigError, load_config_file
 from aigw.config.schema import Config
 from aigw.config_center.cli import admin
 from aigw.tokens.cli import token_service
+from aigw.web.cli import DEFAULT_WEB_PORT, web
 
 if TYPE_CHECKING:
     from aigw.config_center.settings import CenterSettings
@@ -120,6 +121,15 @@ data_dir_option = click.option(
     type=click.IntRange(1, 65535),
     help="Port of the token service (on 127.0.0.1).",
 )
+@click.option(
+    "--web-port",
+    envvar="AIGW_WEB_PORT",
+    default=DEFAULT_WEB_PORT,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the web dashboard (on the bind address); 0: no dashboard.",
+)
 def serve(
     config_path: Path | None,
     demo: bool,
@@ -130,9 +140,10 @@ def serve(
     mock_port: int,
     config_center_port: int,
     token_service_port: int,
+    web_port: int,
 ) -> None:
-    """Run every component in one deployment: the config center, the token service and the
-    gateway following the config center.
+    """Run every component in one deployment: the config center, the token service, the web
+    dashboard and the gateway following the config center.
 
     With --config FILE or --demo, that document is imported into the config center first (as a
     new version, only when it differs from the current one). With neither, the gateway serves
@@ -169,6 +180,7 @@ def serve(
         except RuntimeError as exc:
             raise click.ClickException(f"a component did not start: {exc}") from None
         host = host or "0.0.0.0"
+        web_url = _start_dashboard(children, host, web_port, center_url, port)
         if key is not None:
             assert config_path is not None and settings.admin_token is not None
             _print_demo_banner(
@@ -180,6 +192,7 @@ def serve(
                 center_url,
                 settings.admin_token,
                 token_service_port,
+                web_url,
             )
         else:
             where = (
@@ -190,6 +203,7 @@ def serve(
             click.echo(
                 f"aigw {__version__}: gateway on {host}:{port}, config center on {center_url} "
                 f"(admin token: {where}), token service on 127.0.0.1:{token_service_port}"
+                + (f", dashboard on {web_url}" if web_url else "")
             )
         processes.run_gateway(
             None,
@@ -371,6 +385,7 @@ config.add_command(config_export)
 config.add_command(config_import)
 main.add_command(admin)
 main.add_command(token_service)
+main.add_command(web)
 
 
 @main.group()
@@ -437,6 +452,29 @@ def _embedded_center_settings(data_dir: Path) -> CenterSettings:
     )
 
 
+def _start_dashboard(
+    children: contextlib.ExitStack, host: str, web_port: int, center_url: str, gateway_port: int
+) -> str | None:
+    """``aigw web`` as a child, in front of this deployment's config center and gateway; its URL.
+
+    The dashboard is a convenience of the all-in-one deployment: when it cannot start (its port
+    is taken), the rest runs without it, with a warning."""
+    from aigw.server import processes
+
+    if web_port == 0:
+        return None
+    gateway_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    try:
+        dashboard = processes.start_web(
+            host, web_port, center_url, f"http://{gateway_host}:{gateway_port}"
+        )
+    except RuntimeError as exc:
+        click.echo(f"warning: the web dashboard did not start ({exc}); going on without", err=True)
+        return None
+    children.callback(processes.stop, dashboard)
+    return f"http://{gateway_host}:{web_port}"
+
+
 def _follower_env(
     token: str | None, master_key: str, data_dir: Path, cache: Path | None = None
 ) -> dict[str, str]:
@@ -495,15 +533,17 @@ def _print_demo_banner(
     center_url: str,
     admin_token: str,
     token_service_port: int,
+    web_url: str | None = None,
 ) -> None:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}/v1"
+    dashboard = f"\n  dashboard      {web_url}  (sign in with the admin token)" if web_url else ""
     click.echo(
         f"""
 aigw {__version__} demo: gateway on {base}, mock provider on 127.0.0.1:{mock_port}
   configuration  {config_path} (imported into the config center)
   config center  {center_url}  (admin API under /api/v1)
-  admin token    {admin_token}
+  admin token    {admin_token}{dashboard}
   token service  http://127.0.0.1:{token_service_port}/v1/tokens/count
   demo API key   {key}
   models         mock-gpt-4o-mini (alias demo-chat), gpt-4o-mini, mock-embedding, ...

@@ -244,6 +244,32 @@ def start_token_service(host: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def start_web(
+    host: str, port: int, config_center: str, gateway: str, timeout: float = 30
+) -> subprocess.Popen[bytes]:
+    """``aigw web`` (the dashboard) as a child process, returned once it answers /healthz."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aigw",
+            "web",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--config-center",
+            config_center,
+            "--gateway",
+            gateway,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    wait_for_http(f"http://{probe}:{port}/healthz", process, timeout)
+    return process
+
+
 def start_mock_upstream(host: str, port: int) -> subprocess.Popen[bytes]:
     """The bundled mock provider as a child process, returned once it accepts connections."""
     process = subprocess.Popen(
