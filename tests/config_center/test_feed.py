@@ -357,7 +357,8 @@ async def test_a_long_poll_is_answered_by_the_next_commit(
     started = time.monotonic()
     version = await commit(app.state.store, "f1", "f2")
     responses = await asyncio.gather(*polls)
-    assert time.monotonic() - started < 0.5
+    # Answered by the commit, not by the 20 s wait running out (the margin is for slow CI).
+    assert time.monotonic() - started < 10
     for response in responses:
         assert response.status_code == 200
         assert response.json()["version"] == version
