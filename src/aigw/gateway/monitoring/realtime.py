@@ -48,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from aigw.gateway.monitoring.center_client import CenterPoster
 from aigw.state.realtime import (
     DEFAULT_PREFIX,
     PAIR,
@@ -57,8 +58,6 @@ from aigw.state.realtime import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from aigw.gateway.monitoring.metrics import RequestRecord
 
 log = logging.getLogger("aigw.gateway.usage")
@@ -115,7 +114,7 @@ class RedisSink:
         return f"Redis {_redact(self.store.url)}"
 
 
-class HttpSink:
+class HttpSink(CenterPoster):
     """POSTs the batch to the config center, in chunks of at most ``chunk_size`` entries.
 
     The config center keeps the per-(namespace, model) entries in SQL as well, so this sink asks
@@ -126,27 +125,8 @@ class HttpSink:
     def __init__(
         self, center_url: str, token: str, *, timeout: float = 5.0, chunk_size: int = 5000
     ) -> None:
-        self.url = center_url.rstrip("/") + USAGE_PATH
-        self._token = token
-        self._timeout = timeout
+        super().__init__(center_url, USAGE_PATH, token, timeout=timeout)
         self.chunk_size = chunk_size
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={
-                    "Authorization": f"Bearer {self._token}",
-                    "Content-Type": "application/json",
-                },
-            )
-            self._loop = loop
-        return self._session
 
     async def send(self, batch: UsageBatch) -> None:
         session = self._client()
@@ -165,14 +145,6 @@ class HttpSink:
                 for undelivered in chunks[index:]:
                     rest.merge(undelivered)
                 raise DeliveryError(str(exc), rest) from exc
-
-    async def close(self) -> None:
-        session, self._session, self._loop = self._session, None, None
-        if session is not None:
-            await session.close()
-
-    def __str__(self) -> str:
-        return f"the config center ({self.url})"
 
 
 class UsageRecorder:
@@ -387,7 +359,7 @@ def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
     A gateway serving a static file with ``AIGW_REDIS_URL`` writes the realtime series to Redis
     (there is no database in that deployment). Without either, nothing is kept.
     """
-    interval = _interval(env.get(FLUSH_ENV))
+    interval = flush_interval(env.get(FLUSH_ENV))
     redis_url = env.get(REDIS_URL_ENV)
     center = env.get(CENTER_ENV)
     if center:
@@ -409,7 +381,7 @@ def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
     return NullRecorder()
 
 
-def _interval(value: str | None) -> float:
+def flush_interval(value: str | None) -> float:
     if not value:
         return DEFAULT_INTERVAL
     try:

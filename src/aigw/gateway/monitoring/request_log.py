@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from aigw.config.snapshot import RequestLogEntry
-from aigw.gateway.monitoring.realtime import CENTER_ENV, FLUSH_ENV, TOKEN_ENV, _interval
+from aigw.gateway.monitoring.center_client import CenterPoster
+from aigw.gateway.monitoring.realtime import CENTER_ENV, FLUSH_ENV, TOKEN_ENV, flush_interval
 
 if TYPE_CHECKING:
     import aiohttp
@@ -241,32 +242,13 @@ def chunks(rows: list[bytes], max_rows: int, max_bytes: int) -> list[list[bytes]
     return out
 
 
-class HttpSink:
+class HttpSink(CenterPoster):
     """POSTs rows to the config center, ``{"items": [...]}``, one chunk at a time."""
 
     def __init__(self, center_url: str, token: str, *, timeout: float = 10.0) -> None:
-        self.url = center_url.rstrip("/") + REQUESTS_PATH
-        self._token = token
-        self._timeout = timeout
+        super().__init__(center_url, REQUESTS_PATH, token, timeout=timeout)
         self.refused = 0
         """Rows the config center refused as invalid (422), dropped."""
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={
-                    "Authorization": f"Bearer {self._token}",
-                    "Content-Type": "application/json",
-                },
-            )
-            self._loop = loop
-        return self._session
 
     async def send(self, rows: list[bytes]) -> None:
         session = self._client()
@@ -292,17 +274,6 @@ class HttpSink:
             if response.status in (400, 413, 422):
                 raise Refused(f"{self.url} refused a chunk ({response.status}: {text})")
             raise RuntimeError(f"{self.url} answered {response.status}: {text}")
-
-    async def close(self) -> None:
-        session, self._session, self._loop = self._session, None, None
-        if session is not None:
-            await session.close()
-
-    def __str__(self) -> str:
-        return f"the config center ({self.url})"
-
-
-# -- the shipper -----------------------------------------------------------------------------------
 
 
 class RequestLogShipper:
@@ -570,7 +541,9 @@ def shipper_from_env(env: Mapping[str, str]) -> RequestLogShipper | NullShipper:
     """A shipper to the config center this gateway follows, else one that keeps nothing."""
     center, token = env.get(CENTER_ENV), env.get(TOKEN_ENV)
     if center and token:
-        return RequestLogShipper(HttpSink(center, token), interval=_interval(env.get(FLUSH_ENV)))
+        return RequestLogShipper(
+            HttpSink(center, token), interval=flush_interval(env.get(FLUSH_ENV))
+        )
     return NullShipper()
 
 
