@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,15 @@ DEFAULT_CENTER_PORT = 8001
 DEFAULT_MOCK_PORT = 8090
 ADMIN_TOKEN_FILE = "admin-token"
 GATEWAY_TOKEN_FILE = "gateway-token"
+
+
+def _redis_cluster(env: Mapping[str, str]) -> bool:
+    from aigw.state.redis_client import cluster_from_env
+
+    try:
+        return cluster_from_env(env)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _workers_default() -> int:
@@ -252,6 +262,7 @@ def gateway(
             "give exactly one of --config FILE (AIGW_CONFIG) or --config-center URL "
             "(AIGW_CONFIG_CENTER)"
         )
+    _redis_cluster(os.environ)  # a bad AIGW_REDIS_CLUSTER stops here, not in every worker
     if config_path is not None:
         _check_config(config_path)
         processes.run_gateway(config_path, host or "0.0.0.0", port, workers)
@@ -320,6 +331,7 @@ def config_center(
         admin_token=os.environ.get("AIGW_ADMIN_TOKEN") or None,
         gateway_token=os.environ.get("AIGW_GATEWAY_TOKEN") or None,
         redis_url=os.environ.get("AIGW_REDIS_URL") or None,
+        redis_cluster=_redis_cluster(os.environ),
     )
     if settings.gateway_token is None:
         click.echo("warning: AIGW_GATEWAY_TOKEN is not set, so no gateway can follow", err=True)
@@ -449,6 +461,7 @@ def _embedded_center_settings(data_dir: Path) -> CenterSettings:
         admin_token=env.get("AIGW_ADMIN_TOKEN") or _kept_secret(data_dir, ADMIN_TOKEN_FILE),
         gateway_token=env.get("AIGW_GATEWAY_TOKEN") or _kept_secret(data_dir, GATEWAY_TOKEN_FILE),
         redis_url=env.get("AIGW_REDIS_URL") or None,
+        redis_cluster=_redis_cluster(env),
     )
 
 

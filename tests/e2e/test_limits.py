@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.helpers import gateway, mock_upstream, new_key_entry
+from tests.redis_servers import cluster_node_for, flush_cluster
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 USER = [{"role": "user", "content": "Say hello"}]
@@ -44,18 +45,32 @@ POLICIES = {
 }
 
 
-@pytest.fixture(scope="module")
+def _flush(url: str, cluster: bool) -> None:
+    if cluster:
+        flush_cluster(url)
+        return
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+# Every test runs twice: on one Redis, and on a 3-master Redis Cluster (AIGW_REDIS_CLUSTER=1).
+@pytest.fixture(scope="module", params=["redis", "cluster"])
 def two_gateways(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[list[str], dict, str]]:
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[list[str], dict, str, tuple[str, bool]]]:
     tmp: Path = tmp_path_factory.mktemp("limits")
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {"AIGW_REDIS_URL": REDIS_URL}
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("cluster_url") if cluster else REDIS_URL
+    _flush(url, cluster)
+    env = {"AIGW_REDIS_URL": url, "AIGW_REDIS_CLUSTER": "1" if cluster else "0"}
     with mock_upstream(tmp, "--latency-ms", "50") as mock:
         document, keys = _document(mock, POLICIES)
         with gateway(tmp, document, env=env) as first, gateway(tmp, document, env=env) as second:
-            yield [first, second], keys, mock
-    redis.Redis.from_url(REDIS_URL).flushdb()
+            yield [first, second], keys, mock, (url, cluster)
+    _flush(url, cluster)
 
 
 async def _burst(urls: list[str], key: str, count: int, **body: Any) -> list[httpx.Response]:
@@ -79,7 +94,7 @@ def _statuses(responses: list[httpx.Response]) -> dict[int, int]:
 
 
 async def test_rpm_60_holds_exactly_across_two_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, _ = two_gateways
+    urls, keys, _, _ = two_gateways
     responses = await _burst(urls, keys["rpm"], 200)
     assert _statuses(responses) == {200: 60, 429: 140}
     refused = next(r for r in responses if r.status_code == 429)
@@ -92,7 +107,7 @@ async def test_rpm_60_holds_exactly_across_two_gateways(two_gateways) -> None:  
 
 
 async def test_tpm_reserves_prompt_plus_max_tokens_exactly(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, mock = two_gateways
+    urls, keys, mock, _ = two_gateways
     # Each request reserves its prompt (9 tokens for this chat) plus max_tokens 16 = 25: exactly
     # 10 fit in 270. Answers are held for 2 s, so no settle (which corrects a reservation to the
     # usage reported, freeing room) lands before all 30 have been decided.
@@ -114,7 +129,7 @@ async def test_tpm_reserves_prompt_plus_max_tokens_exactly(two_gateways) -> None
 
 
 async def test_concurrency_limit_holds_across_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, _ = two_gateways
+    urls, keys, _, _ = two_gateways
     responses = await _burst(urls, keys["busy"], 40)
     assert _statuses(responses)[200] == 5
     # Slots are released when answers finish: the next wave gets five more.
@@ -122,7 +137,7 @@ async def test_concurrency_limit_holds_across_gateways(two_gateways) -> None:  #
 
 
 async def test_token_quota_is_insufficient_quota_and_settles_with_real_usage(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, _ = two_gateways
+    urls, keys, _, _ = two_gateways
     # Reserve 11 + 40 = 51 of 100; the mock answers 16 tokens, so 27 are used once settled.
     first = (await _burst(urls[:1], keys["quota"], 1, max_tokens=40))[0]
     assert first.status_code == 200
@@ -135,14 +150,14 @@ async def test_token_quota_is_insufficient_quota_and_settles_with_real_usage(two
 
 
 async def test_prompt_token_cap_is_a_400(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, _ = two_gateways
+    urls, keys, _, _ = two_gateways
     response = (await _burst(urls, keys["capped"], 1))[0]
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "prompt_too_long"
 
 
 def test_streams_settle_with_real_usage_without_showing_it_unasked(two_gateways) -> None:  # type: ignore[no-untyped-def]
-    urls, keys, _ = two_gateways
+    urls, keys, _, store = two_gateways
     with openai.OpenAI(base_url=f"{urls[0]}/v1", api_key=keys["streams"]) as client:
         chunks = list(
             client.chat.completions.create(model="chat", messages=USER, stream=True, max_tokens=7)
@@ -159,12 +174,23 @@ def test_streams_settle_with_real_usage_without_showing_it_unasked(two_gateways)
         )
         assert asked[-1].choices == [] and asked[-1].usage is not None
         reported = asked[-1].usage.total_tokens
-    limits = redis.Redis.from_url(REDIS_URL)
     # Both streams were settled to the size the upstream reported, not to the reservation
     # (prompt + max_tokens 7): the gateway asked for the usage the first caller did not.
-    used = 0
-    for key in limits.scan_iter("aigw:lim:{ns:streams}:ns:streams:tpm"):
-        used = sum(int(v) for f, v in limits.hgetall(key).items() if f.isdigit())
+    # Settles run after the response, so wait (boundedly) for them to land.
+    url, cluster = store
+    tpm = "aigw:lim:{ns:streams}:ns:streams:tpm"
+    limits = cluster_node_for(url, tpm) if cluster else redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            used = 0
+            for key in limits.scan_iter(tpm):
+                used = sum(int(v) for f, v in limits.hgetall(key).items() if f.isdigit())
+            if used == 2 * reported or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        limits.close()
     assert used == 2 * reported
 
 

@@ -12,53 +12,23 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers import Process, free_port, gateway, mock_upstream, new_key_entry
+from tests.helpers import gateway, mock_upstream, new_key_entry
+from tests.redis_servers import RedisServer
 
 USER = [{"role": "user", "content": "hi"}]
 
 
-class PrivateRedis:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.tmp),
-        ]
-        self.process = Process(args, self.tmp / f"redis-{time.monotonic_ns()}.log")
-        deadline = time.monotonic() + 10
-        while b"Ready to accept connections" not in self.process.log_path.read_bytes():
-            assert time.monotonic() < deadline, self.process.output()
-            time.sleep(0.05)
-
-    def flush(self) -> None:
-        redis.Redis.from_url(self.url).flushdb()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
+def _flush(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 @pytest.fixture
-def outage(tmp_path: Path) -> Iterator[tuple[PrivateRedis, str, str, str]]:
-    server = PrivateRedis(tmp_path)
+def outage(tmp_path: Path) -> Iterator[tuple[RedisServer, str, str, str]]:
+    server = RedisServer(tmp_path)
     server.start()
     key, entry = new_key_entry("k")
     try:
@@ -126,7 +96,7 @@ async def test_fail_open_serves_fail_closed_refuses_and_limits_resume(outage) ->
         await _statuses(open_url, key, 1)
         await _statuses(closed_url, key, 1)
         await asyncio.sleep(0.5)
-    server.flush()  # a clean window: what follows is counted in Redis alone
+    _flush(server)  # a clean window: what follows is counted in Redis alone
     resumed = await _statuses(open_url, key, 4) + await _statuses(closed_url, key, 3)
     assert resumed == [200, 200, 200, 200, 200, 429, 429]
 

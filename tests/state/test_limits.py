@@ -15,9 +15,6 @@ import contextlib
 import inspect
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -44,6 +41,9 @@ from aigw.state.limits import (
 )
 from aigw.state.limits_memory import MemoryLimitStore
 from aigw.state.limits_redis import RedisLimitStore, limit_key, pending_key
+from aigw.state.redis_cluster_pipe import ClusterPipes
+from aigw.state.redis_pipe import PipelinedRedis
+from tests.redis_servers import RedisServer
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 NS = "team"
@@ -681,13 +681,25 @@ async def test_redis_answers_exactly_like_the_memory_store(redis_env: Env, seed:
 # -- Redis specifics (Redis and the cluster only) ------------------------------------------
 
 
+def _connection(store: RedisLimitStore, limit_plan: LimitPlan) -> PipelinedRedis | None:
+    """The pipelined connection ``limit_plan``'s commands go over (on a cluster: its slot's
+    master's), once the store has used it; None through redis-py (TLS)."""
+    pipe = store._pipe
+    if isinstance(pipe, ClusterPipes):
+        assert pipe._slots is not None
+        node = pipe._slots[store._packed_plan(limit_plan).slot]
+        assert node is not None
+        return pipe._pipes[node]
+    return pipe
+
+
 class CommandCounter:
     """Counts the commands a store's client sends (each is one round trip)."""
 
-    def __init__(self, store: RedisLimitStore) -> None:
+    def __init__(self, store: RedisLimitStore, limit_plan: LimitPlan) -> None:
         self.names: list[str] = []
-        pipe = store._pipe
-        if pipe is not None:  # standalone: the pipelined client
+        pipe = _connection(store, limit_plan)
+        if pipe is not None:  # the pipelined client
             original_send = pipe._send
 
             def sent(command: bytes, **options: Any) -> Any:
@@ -722,7 +734,7 @@ async def test_one_round_trip_per_admit_and_per_settle(redis_env: Env) -> None:
     )
     await store.peek(limits)  # connects and loads the scripts
     await store.settle(await store.admit(limits), 1, 1)
-    counter = CommandCounter(store)
+    counter = CommandCounter(store, limits)
     admissions = [await store.admit(limits) for _ in range(10)]
     assert counter.names == ["EVALSHA"] * 10
     for admission in admissions:
@@ -736,8 +748,9 @@ async def test_background_settles_land_and_are_batched_into_one_write(redis_env:
     limits = plan((NS_SCOPE, "tpm", 100_000), (NS_SCOPE, "concurrency", 100), tokens=10)
     admissions = [await store.admit(limits) for _ in range(20)]
     writes: list[bytes] = []
-    pipe = store._pipe  # standalone; the cluster goes through redis-py, one command at a time
+    pipe = _connection(store, limits)
     if pipe is not None:
+        assert pipe._protocol is not None and pipe._protocol.transport is not None
         transport = pipe._protocol.transport
         original_write = transport.write
         transport.write = lambda data: (writes.append(data), original_write(data))[1]
@@ -753,20 +766,16 @@ async def test_background_settles_land_and_are_batched_into_one_write(redis_env:
     assert after.checks[0].used == 20 * 4 and after.checks[1].used == 0
 
 
-async def test_a_settle_goes_out_before_the_next_admit(
-    clock: Clock, request: pytest.FixtureRequest
-) -> None:
-    """Standalone Redis (one pipelined connection per worker): a worker's settle is ahead of its
-    next admit on the connection, so a caller that waits for its answer before asking again never
-    finds its own slot still taken. (Through redis-py, on a cluster, the settle task usually wins
-    the race but nothing orders the two.)"""
-    async with _environment("redis", clock, request) as env:
-        store = env.make()
-        one_at_a_time = plan((NS_SCOPE, "concurrency", 1))
-        for _ in range(5):
-            admission = await store.admit(one_at_a_time)
-            assert admission.allowed
-            store.settle_soon(admission, 0, 0)
+async def test_a_settle_goes_out_before_the_next_admit(redis_env: Env) -> None:
+    """One pipelined connection per worker (per master on a cluster): a worker's settle is ahead
+    of its next admit on the connection, so a caller that waits for its answer before asking
+    again never finds its own slot still taken."""
+    store = redis_env.make()
+    one_at_a_time = plan((NS_SCOPE, "concurrency", 1))
+    for _ in range(5):
+        admission = await store.admit(one_at_a_time)
+        assert admission.allowed
+        store.settle_soon(admission, 0, 0)
 
 
 async def test_every_key_expires(redis_env: Env) -> None:
@@ -871,94 +880,6 @@ def test_a_plan_for_a_request_has_both_scopes() -> None:
 
 
 # -- the circuit breaker ----------------------------------------------------------------------
-
-
-def _port_pair_free(port: int) -> bool:
-    for candidate in (port, port + 10000):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """Free loopback ports whose cluster-bus port (+10000) is free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = 20000 + secrets.randbelow(20000)
-        if port not in ports and _port_pair_free(port):
-            ports.append(port)
-    return ports
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free port: stopped, restarted, paused at will."""
-
-    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
-        self.directory = directory
-        self.port = port or free_ports(1)[0]
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                str(self.directory),
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server on {self.port} exited")
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server on {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture

@@ -1,23 +1,18 @@
-"""The limits suite again, against a 3-master Redis Cluster started for this module.
+"""The limits suite again, against a 3-master Redis Cluster (``cluster_url``, tests/conftest.py).
 
 Three ``redis-server --cluster-enabled yes`` processes on free loopback ports (their bus ports,
-+10000, free too), joined by ``redis-cli --cluster create``; stopped after the module. Every
++10000, free too), joined by ``redis-cli --cluster create``; stopped after the run. Every
 backend-parametrised test of ``test_limits.py`` (its ``SUITE``) runs here with
 ``backend="cluster"``: the multi-key scripts work because a namespace's keys share one slot.
 """
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 
 from tests.state import test_limits as suite
-from tests.state.test_limits import Env, RedisServer, free_ports
+from tests.state.test_limits import Env
 
 # The suite's tests and the fixtures they use; `backend` is overridden below.
 globals().update(
@@ -33,54 +28,6 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=["cluster"])
 def redis_backend(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-def _cluster_ok(port: int) -> bool:
-    client = redis.Redis(port=port, socket_timeout=1)
-    try:
-        info = client.cluster("info")
-        return info.get("cluster_state") == "ok"
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("cluster")
-    nodes = []
-    try:
-        for port in free_ports(3):
-            node = RedisServer(
-                directory,
-                port,
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(directory / f"nodes-{port}.conf"),
-                "--cluster-node-timeout",
-                "2000",
-            )
-            node.start()
-            nodes.append(node)
-        subprocess.run(
-            ["redis-cli", "--cluster", "create"]
-            + [f"127.0.0.1:{node.port}" for node in nodes]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
-        deadline = time.monotonic() + 20
-        while not all(_cluster_ok(node.port) for node in nodes):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not reach cluster_state:ok")
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{nodes[0].port}"
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_the_cluster_has_three_masters(cluster_url: str) -> None:

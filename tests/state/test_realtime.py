@@ -27,6 +27,7 @@ from aigw.state.realtime import (
     UsageBatch,
     UsageCounters,
 )
+from aigw.state.redis_client import connect
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -62,12 +63,12 @@ def batch(*entries: tuple[int, str, str, UsageCounters]) -> UsageBatch:
     return result
 
 
-async def _delete_prefix(prefix: str) -> None:
-    client = redis.from_url(REDIS_URL)
+async def _delete_prefix(prefix: str, url: str = REDIS_URL, cluster: bool = False) -> None:
+    client = connect(url, cluster=cluster)
     try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        # One key per DELETE: a cluster refuses keys of several slots in one command.
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            await client.delete(key)
     finally:
         await client.aclose()
 
@@ -86,17 +87,19 @@ def prefix() -> str:
     return f"aigw:test:{secrets.token_hex(6)}"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, clock: Clock, prefix: str) -> AsyncIterator[Any]:
     if request.param == "memory":
         yield MemoryRealtimeStore(clock=clock)
         return
-    store = RedisRealtimeStore(REDIS_URL, prefix, clock=clock)
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("cluster_url") if cluster else REDIS_URL
+    store = RedisRealtimeStore(url, prefix, clock=clock, cluster=cluster)
     try:
         yield store
     finally:
         await store.close()
-        await _delete_prefix(prefix)
+        await _delete_prefix(prefix, url, cluster)
 
 
 # -- the model --------------------------------------------------------------------------------

@@ -49,7 +49,9 @@ def create_app(settings: CenterSettings) -> FastAPI:
         app.state.ledger = UsageLedger(maker)
         app.state.request_log = RequestLogStore(maker)
         retention = _retention(app.state.request_log, settings, metrics)
-        app.state.feed = VersionFeed(app.state.store, settings.redis_url)
+        app.state.feed = VersionFeed(
+            app.state.store, settings.redis_url, redis_cluster=settings.redis_cluster
+        )
         await app.state.feed.start()
         retention.start()
         try:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from aigw.config_center.store import ConfigStore
+from aigw.state.redis_client import connect
 
 log = logging.getLogger("aigw.config_center.feed")
 
@@ -41,11 +42,13 @@ class VersionFeed:
         store: ConfigStore,
         redis_url: str | None = None,
         *,
+        redis_cluster: bool = False,
         poll_interval: float = POLL_INTERVAL,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
         self.store = store
         self.redis_url = redis_url
+        self.redis_cluster = redis_cluster
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.version = 0
@@ -55,7 +58,7 @@ class VersionFeed:
         self._changed = asyncio.Event()
         self._check_now = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._redis: Any = None  # redis.asyncio.Redis, for publishing
+        self._redis: Any = None  # redis.asyncio.Redis or RedisCluster, for publishing
         self._head: tuple[int, bytes] | None = None  # the newest version's response body
         self._head_lock = asyncio.Lock()
         self._stopped = False
@@ -70,12 +73,14 @@ class VersionFeed:
         self.store.on_commit(self._committed)
         self._spawn(self._poll_loop())
         if self.redis_url:
-            import redis.asyncio as redis
-
             # The health check PINGs an idle subscription, so a dead connection raises instead
-            # of staying silent.
-            self._redis = redis.from_url(
-                self.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=5
+            # of staying silent. On a cluster, classic PUBLISH reaches subscribers on every node.
+            self._redis = connect(
+                self.redis_url,
+                cluster=self.redis_cluster,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=5,
             )
             self._spawn(self._subscribe_loop())
 
@@ -179,8 +184,11 @@ class VersionFeed:
     async def _subscribe_loop(self) -> None:
         failures = 0
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = None
             try:
+                if self.redis_cluster:
+                    await self._redis.initialize()  # the pubsub picks its node from the slot map
+                pubsub = self._redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
                 self.redis_subscribed = True
                 if failures:
@@ -200,8 +208,9 @@ class VersionFeed:
                     log.warning("config feed: Redis subscription failed (%s); retrying", exc)
                 await asyncio.sleep(_backoff(failures, 0.2, self.max_backoff))
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     def _heard(self, data: Any) -> None:
         try:

@@ -21,6 +21,8 @@ class CenterSettings:
     """Bearer token gateways present to fetch configuration (AIGW_GATEWAY_TOKEN)."""
     redis_url: str | None = None
     """Optional: change notifications between several config center instances."""
+    redis_cluster: bool = False
+    """``redis_url`` names a node of a Redis Cluster (AIGW_REDIS_CLUSTER)."""
     session_ttl_seconds: int = 12 * 3600
     request_log_retention_days: float | None = None
     """Days request-log rows are kept (0: forever); None: AIGW_REQUEST_LOG_RETENTION_DAYS or 7."""

@@ -19,6 +19,7 @@ from aigw.config_center.settings import CenterSettings
 from aigw.gateway.core.config_sync import CENTER_ENV
 from aigw.gateway.core.init import CONFIG_ENV
 from aigw.server.signals import on_stop_signal
+from aigw.state.redis_client import cluster_from_env
 
 
 def run_gateway(
@@ -171,6 +172,7 @@ def center_settings_from_env(env: Mapping[str, str]) -> CenterSettings:
         admin_token=env.get("AIGW_ADMIN_TOKEN") or None,
         gateway_token=env.get("AIGW_GATEWAY_TOKEN") or None,
         redis_url=env.get("AIGW_REDIS_URL") or None,
+        redis_cluster=cluster_from_env(env),
     )
 
 
@@ -184,6 +186,7 @@ def center_env(settings: CenterSettings) -> dict[str, str]:
         ("AIGW_ADMIN_TOKEN", settings.admin_token),
         ("AIGW_GATEWAY_TOKEN", settings.gateway_token),
         ("AIGW_REDIS_URL", settings.redis_url),
+        ("AIGW_REDIS_CLUSTER", "1" if settings.redis_cluster else None),
     ):
         if value:
             env[name] = value

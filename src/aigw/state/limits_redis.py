@@ -52,6 +52,7 @@ from aigw.state.limits import (
     new_admission_id,
     unchecked_admission,
 )
+from aigw.state.redis_cluster_pipe import ClusterPipes, slot_of
 from aigw.state.redis_pipe import PipelinedRedis, Script, pack_args
 
 if TYPE_CHECKING:
@@ -344,6 +345,8 @@ class _Packed:
     arguments between them are packed per call."""
 
     keys: list[str]
+    slot: int
+    """The cluster hash slot of every key (they share the namespace's hash tag)."""
     admit_head: bytes
     admit_tail: bytes
     settle_head: bytes
@@ -359,6 +362,7 @@ class _Packed:
         settle_count = 3 + numkeys + _SETTLE_VARIABLE_ARGS + len(checks)
         return cls(
             keys=keys,
+            slot=slot_of(keys[0]),
             admit_head=b"*%d\r\n" % admit_count
             + pack_args([b"EVALSHA", ADMIT.sha, numkeys, *keys]),
             admit_tail=pack_args(pairs),
@@ -372,8 +376,9 @@ class RedisLimitStore:
     """Limits shared by every gateway through Redis (standalone or cluster).
 
     Standalone Redis over TCP or a Unix socket is spoken to by :class:`PipelinedRedis` (one
-    pipelined connection per worker, commands packed once per plan); Redis Cluster and TLS go
-    through redis-py. ``timeout`` bounds how long a reply may be outstanding; the breaker
+    pipelined connection per worker, commands packed once per plan), a Redis Cluster by
+    :class:`ClusterPipes` (one such connection per master, routed by slot); TLS goes through
+    redis-py. ``timeout`` bounds how long a reply may be outstanding; the breaker
     (:mod:`aigw.state.breaker`) puts its own, shorter, deadline on top. Commands are never retried
     by the client: a timed-out admit may have run, and running it twice would reserve twice.
     """
@@ -401,8 +406,10 @@ class RedisLimitStore:
         self._lease_arg = pack_args([self._lease_ms, self._settle_ttl_ms])
         self._admit_deadline: float | None = None
         self._settle_deadline: float | None = None
-        self._pipe: PipelinedRedis | None = None
-        if not cluster and not url.startswith("rediss://"):
+        self._pipe: PipelinedRedis | ClusterPipes | None = None
+        if cluster and not url.startswith("rediss://"):
+            self._pipe = ClusterPipes(url, timeout=timeout)
+        elif not url.startswith("rediss://"):
             self._pipe = PipelinedRedis(url, timeout=timeout)
         self._packed: dict[tuple[str, tuple[LimitCheck, ...]], _Packed] = {}
         self._settling: set[asyncio.Task[Any]] = set()
@@ -525,7 +532,9 @@ class RedisLimitStore:
                     packed.admit_tail,
                 )
             )
-            answer = await self._pipe.evalsha(ADMIT, command, self._admit_deadline)
+            answer = await self._pipe.evalsha(
+                ADMIT, command, self._admit_deadline, slot=packed.slot
+            )
         else:
             admit, _ = await self._ready_scripts()
             args: list[Any] = [*variable, self._lease_ms, self._settle_ttl_ms, *flags]
@@ -562,7 +571,9 @@ class RedisLimitStore:
         args = self._settle_args(admission, actual_tokens, actual_cost_micro)
         if self._pipe is not None:
             command = self._settle_command(admission, args)
-            return bool(int(await self._pipe.evalsha(SETTLE, command, self._settle_deadline)))
+            slot = self._packed_plan(plan).slot
+            answer = await self._pipe.evalsha(SETTLE, command, self._settle_deadline, slot=slot)
+            return bool(int(answer))
         _, settle = await self._ready_scripts()
         args += [check.kind for check in plan.checks]
         return bool(int(await settle(keys=self._keys(plan), args=args)))
@@ -581,7 +592,9 @@ class RedisLimitStore:
         report = done or _log_failure
         if self._pipe is not None:
             args = self._settle_args(admission, actual_tokens, actual_cost_micro)
-            self._pipe.evalsha_soon(SETTLE, self._settle_command(admission, args), report)
+            command = self._settle_command(admission, args)
+            slot = self._packed_plan(admission.plan).slot
+            self._pipe.evalsha_soon(SETTLE, command, report, slot=slot)
             return
         task = asyncio.get_running_loop().create_task(
             self.settle(admission, actual_tokens, actual_cost_micro)

@@ -52,8 +52,11 @@ from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from aigw.state.redis_client import connect
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 Dimension = Literal["namespace", "model"]
 Resolution = Literal["minute", "day"]
@@ -422,22 +425,23 @@ class RedisRealtimeStore:
         *,
         clock: Clock = time.time,
         timeout: float = 5.0,
+        cluster: bool = False,
     ) -> None:
         self.url = url
         self.prefix = prefix
+        self.cluster = cluster
         self._clock = clock
         self._timeout = timeout
-        self._redis: Redis | None = None
+        self._redis: Redis | RedisCluster | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self) -> Redis:
+    def _client(self) -> Redis | RedisCluster:
         """The client of the running loop (a redis.asyncio connection belongs to one loop)."""
         loop = asyncio.get_running_loop()
         if self._redis is None or self._loop is not loop:
-            from redis.asyncio import Redis
-
-            self._redis = Redis.from_url(
+            self._redis = connect(
                 self.url,
+                cluster=self.cluster,
                 decode_responses=True,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
@@ -524,8 +528,10 @@ class RedisRealtimeStore:
             await redis.aclose()
 
 
-def store_for(redis_url: str | None, prefix: str = DEFAULT_PREFIX) -> RealtimeStore:
-    """Redis when a URL is given, else the in-process store."""
+def store_for(
+    redis_url: str | None, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False
+) -> RealtimeStore:
+    """Redis (a cluster when ``cluster``) when a URL is given, else the in-process store."""
     if redis_url:
-        return RedisRealtimeStore(redis_url, prefix)
+        return RedisRealtimeStore(redis_url, prefix, cluster=cluster)
     return MemoryRealtimeStore()

@@ -24,8 +24,9 @@ event loop:
   next call reconnects.
 
 Errors are redis-py's exception classes, so callers handle both clients the same way.
-Standalone Redis over TCP or a Unix socket only; TLS (``rediss://``) and Redis Cluster go through
-redis-py (:class:`~aigw.state.limits_redis.RedisLimitStore` picks).
+Standalone Redis over TCP or a Unix socket only; a Redis Cluster is one of these per master
+(:mod:`aigw.state.redis_cluster_pipe`); TLS (``rediss://``) goes through redis-py
+(:class:`~aigw.state.limits_redis.RedisLimitStore` picks).
 """
 
 from __future__ import annotations
@@ -149,10 +150,18 @@ class PipelinedRedis:
         await self._connected(deadline)
         return await self._send(pack(*args), lazy=False, deadline=deadline)
 
-    async def evalsha(self, script: Script, command: bytes, deadline: float | None = None) -> Any:
+    async def evalsha(
+        self,
+        script: Script,
+        command: bytes,
+        deadline: float | None = None,
+        *,
+        slot: int | None = None,
+    ) -> Any:
         """Run ``command`` (an ``EVALSHA`` of ``script`` packed by the caller, see
         :func:`pack`); loads the script and runs it again only if Redis does not know it.
-        ``deadline`` (seconds, default ``timeout``) bounds the wait."""
+        ``deadline`` (seconds, default ``timeout``) bounds the wait. ``slot`` is for
+        :class:`~aigw.state.redis_cluster_pipe.ClusterPipes`' sake: one server has them all."""
         await self._connected(deadline)
         try:
             return await self._send(command, lazy=False, deadline=deadline)
@@ -160,7 +169,9 @@ class PipelinedRedis:
             await self._send(pack(b"SCRIPT", b"LOAD", script.source), lazy=False)
             return await self._send(command, lazy=False, deadline=deadline)
 
-    def evalsha_soon(self, script: Script, command: bytes, done: Callback) -> None:
+    def evalsha_soon(
+        self, script: Script, command: bytes, done: Callback, *, slot: int | None = None
+    ) -> None:
         """Queue ``command`` lazily (see the module documentation) and call ``done(future)``
         with its outcome; ``NOSCRIPT`` is handled as in :meth:`evalsha`.
 

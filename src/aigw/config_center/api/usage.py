@@ -75,7 +75,7 @@ def setup_realtime(app: FastAPI, settings: CenterSettings) -> RealtimeStore:
     """The realtime store of this config center, as ``app.state.realtime``."""
     store: RealtimeStore
     if settings.redis_url:
-        store = RedisRealtimeStore(settings.redis_url)
+        store = RedisRealtimeStore(settings.redis_url, cluster=settings.redis_cluster)
     else:
         store = MemoryRealtimeStore()
     app.state.realtime = store

@@ -18,11 +18,11 @@ from aigw.config.snapshot import KeyEntry, ModelEntry
 from aigw.gateway.core.errors import GatewayError, InvalidRequest, NotReady
 from aigw.gateway.translate.anthropic_to_openai import messages_to_chat_request
 from aigw.state.limits import Admission, LimitStore, limit_store_for
+from aigw.state.redis_client import cluster_from_env, url_from_env
 from aigw.tokens import counting
 
 log = logging.getLogger("aigw.gateway.limits")
 
-REDIS_ENV = "AIGW_REDIS_URL"
 FAIL_MODE_ENV = "AIGW_LIMITS_FAIL_MODE"
 TIMEOUT_ENV = "AIGW_LIMITS_TIMEOUT_MS"
 # Completion tokens reserved when neither the request nor the policy says how many.
@@ -62,7 +62,8 @@ class LimitEnforcer:
             fail_mode = os.environ.get(FAIL_MODE_ENV, "open")
             timeout_ms = os.environ.get(TIMEOUT_ENV)
             self._store = limit_store_for(
-                os.environ.get(REDIS_ENV) or None,
+                url_from_env(os.environ),
+                cluster=cluster_from_env(os.environ),
                 fail_mode="closed" if fail_mode == "closed" else "open",
                 timeout=float(timeout_ms) / 1000 if timeout_ms else None,
             )

@@ -56,13 +56,13 @@ from aigw.state.realtime import (
     UsageBatch,
     UsageCounters,
 )
+from aigw.state.redis_client import cluster_from_env, url_from_env
 
 if TYPE_CHECKING:
     from aigw.gateway.monitoring.metrics import RequestRecord
 
 log = logging.getLogger("aigw.gateway.usage")
 
-REDIS_URL_ENV = "AIGW_REDIS_URL"
 CENTER_ENV = "AIGW_CONFIG_CENTER"
 TOKEN_ENV = "AIGW_GATEWAY_TOKEN"
 FLUSH_ENV = "AIGW_USAGE_FLUSH_SECONDS"
@@ -360,7 +360,7 @@ def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
     (there is no database in that deployment). Without either, nothing is kept.
     """
     interval = flush_interval(env.get(FLUSH_ENV))
-    redis_url = env.get(REDIS_URL_ENV)
+    redis_url = url_from_env(env)
     center = env.get(CENTER_ENV)
     if center:
         token = env.get(TOKEN_ENV)
@@ -376,7 +376,8 @@ def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
         )
     if redis_url:
         return UsageRecorder(
-            RedisSink(RedisRealtimeStore(redis_url, DEFAULT_PREFIX)), interval=interval
+            RedisSink(RedisRealtimeStore(redis_url, DEFAULT_PREFIX, cluster=cluster_from_env(env))),
+            interval=interval,
         )
     return NullRecorder()
 
