@@ -42,7 +42,11 @@ def _redis_cluster(env: Mapping[str, str]) -> bool:
 
 def _workers_default() -> int:
     # Without Redis, rate limits and quotas live in the worker's memory: exact only in one process.
-    return (os.cpu_count() or 1) if os.environ.get("AIGW_REDIS_URL") else 1
+    if not os.environ.get("AIGW_REDIS_URL"):
+        return 1
+    from aigw.server.cpus import available_cpus
+
+    return available_cpus()
 
 
 host_option = click.option(
@@ -65,7 +69,7 @@ workers_option = click.option(
     "--workers",
     envvar="AIGW_WORKERS",
     default=_workers_default,
-    show_default="one per CPU core with AIGW_REDIS_URL, else 1",
+    show_default="one per usable CPU (affinity and cgroup quota) with AIGW_REDIS_URL, else 1",
     show_envvar=True,
     type=click.IntRange(1, 256),
     help="Gateway worker processes.",
