@@ -87,7 +87,17 @@ config_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="aigw")
 def main() -> None:
-    """aigw: a self-hosted AI gateway in front of OpenAI and Claude."""
+    """aigw: a self-hosted AI gateway in front of OpenAI and Claude.
+
+    Secrets may come from files: AIGW_MASTER_KEY_FILE, AIGW_ADMIN_TOKEN_FILE,
+    AIGW_GATEWAY_TOKEN_FILE, AIGW_METRICS_TOKEN_FILE, AIGW_DATABASE_URL_FILE, AIGW_REDIS_URL_FILE.
+    """
+    from aigw.server.secret_files import load_secret_files
+
+    try:
+        load_secret_files(os.environ)  # before any command reads its options from the environment
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 data_dir_option = click.option(
