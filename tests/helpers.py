@@ -235,3 +235,86 @@ class ThreadedUpstream:
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+def wait_ready_on_every_worker(url: str, confirmations: int = 20, timeout: float = 20) -> None:
+    """``url``/readyz answers 200 on ``confirmations`` fresh connections in a row, so that every
+    worker of a multi-worker gateway has a configuration in service."""
+    deadline, ready = time.monotonic() + timeout, 0
+    while ready < confirmations:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: not every worker was ready within {timeout}s")
+        try:
+            ok = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        ready = ready + 1 if ok else 0
+        if not ok:
+            time.sleep(0.05)
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below ``pid`` (its granian workers, ...), read from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the task ended meanwhile
+            continue
+        for child in map(int, children):
+            found.append(child)
+            found.extend(descendant_pids(child))
+    return found
+
+
+def pid_gone(pid: int) -> bool:
+    """Every thread of the process has exited, so its files and sockets are closed (a zombie
+    waiting to be reaped counts as gone; a zombie leader whose other threads still run does not)."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # that thread is gone
+            continue
+        if state not in ("Z", "X"):
+            return False
+    return True
+
+
+def sigkill_process_tree(process: Process) -> list[int]:
+    """SIGKILL a process and all its descendants at once, as when its container or machine dies;
+    returns their pids without waiting (see :func:`wait_pids_gone`).
+
+    The parent is killed first, so that a supervisor (granian's main process) cannot respawn the
+    workers killed after it."""
+    import signal
+
+    pids = [process.popen.pid, *descendant_pids(process.popen.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def wait_pids_gone(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(pid_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes {pids} still alive after {timeout}s")
+        time.sleep(0.02)
+
+
+@contextmanager
+def token_service(tmp: Path) -> Iterator[str]:
+    """``aigw token-service`` as a real process; yields its base URL."""
+    port = free_port()
+    process = Process(
+        aigw("token-service", "--host", "127.0.0.1", "--port", str(port)),
+        tmp / f"token-service-{port}.log",
+    )
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()

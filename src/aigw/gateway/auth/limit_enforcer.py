@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigw.config.snapshot import KeyEntry, ModelEntry
+from aigw.gateway.auth.prompt_counter import close_prompt_counter, prompt_counter
 from aigw.gateway.core.errors import GatewayError, InvalidRequest, NotReady
 from aigw.gateway.translate.anthropic_to_openai import messages_to_chat_request
 from aigw.state.limits import Admission, LimitStore, limit_store_for
@@ -129,6 +130,7 @@ class LimitEnforcer:
         """Finish every pending settle (graceful shutdown), then close the store."""
         if self._store is not None:
             await self._store.close()
+        await close_prompt_counter()
 
 
 async def estimate_tokens(
@@ -140,22 +142,21 @@ async def estimate_tokens(
 ) -> Estimate:
     """Prompt tokens (exact for OpenAI models, Claude's documented estimate) and the completion
     the request may use: its ``max_tokens``, else the policy's default, else the model's."""
+    counter = prompt_counter()
     try:
         if path == "/v1/chat/completions":
-            counted = await counting.count_chat_async(
+            counted = await counter.count_chat(
                 upstream_model, body.get("messages"), body.get("tools")
             )
         elif path == "/v1/messages":
             chat = _as_chat(body, upstream_model)
-            counted = await counting.count_chat_async(
+            counted = await counter.count_chat(
                 upstream_model, chat.get("messages"), chat.get("tools")
             )
         elif path == "/v1/completions":
-            counted = await counting.count_completion_prompt_async(
-                upstream_model, body.get("prompt")
-            )
+            counted = await counter.count_completion_prompt(upstream_model, body.get("prompt"))
         else:
-            counted = await counting.count_embedding_input_async(upstream_model, body.get("input"))
+            counted = await counter.count_embedding_input(upstream_model, body.get("input"))
         prompt = counted.tokens
     except counting.TokenCountError:
         prompt = 0  # content the counter cannot read: the upstream judges it, usage corrects us
