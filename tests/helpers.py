@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -318,3 +318,29 @@ def token_service(tmp: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.stop()
+
+
+async def seconds_until_steady(
+    answer: Callable[[], Awaitable[int]],
+    status: int,
+    since: float,
+    limit: float,
+    confirmations: int,
+) -> float:
+    """Seconds from ``since`` (a ``time.monotonic()``) until ``answer()`` gives ``status``: the
+    start of a run of ``confirmations + 1`` answers in a row that all give it (on fresh
+    connections, so each worker of a gateway is asked). AssertionError past ``limit`` seconds."""
+    run_started: float | None = None
+    run = 0
+    while run <= confirmations:
+        now = time.monotonic()
+        if now - since > limit:
+            raise AssertionError(f"no {status} within {limit} s")
+        if await answer() == status:
+            run_started = now if run == 0 else run_started
+            run += 1
+        else:
+            run = 0
+            await asyncio.sleep(0.005)
+    assert run_started is not None
+    return run_started - since

@@ -109,7 +109,7 @@ async def test_a_batch_becomes_daily_rows_and_the_next_one_adds_up(ledger: Usage
     )
     batch.add(minute_of(D0), "namespace", "team-a", c(99))  # not a pair: realtime only
     batch.add(minute_of(D0), "model", "gpt-4o", c(99))
-    assert await ledger.add(batch) == 4
+    assert (await ledger.add(batch)).rows == 4
     expected = {
         (D0, "team-a", "gpt-4o"): c(3, 1, 35, 17, 4600, 910),
         (d1, "team-a", "gpt-4o"): c(1),
@@ -119,10 +119,10 @@ async def test_a_batch_becomes_daily_rows_and_the_next_one_adds_up(ledger: Usage
     assert await everything(ledger) == expected
 
     # The same batch again (a gateway retrying after a lost answer): every counter adds up.
-    assert await ledger.add(batch) == 4
+    assert (await ledger.add(batch)).rows == 4
     doubled = {key: c(*(2 * v for v in counters.values())) for key, counters in expected.items()}
     assert await everything(ledger) == doubled
-    assert await ledger.add(UsageBatch()) == 0
+    assert (await ledger.add(UsageBatch())).rows == 0
 
 
 async def test_names_are_kept_exactly(ledger: UsageLedger) -> None:
@@ -154,7 +154,7 @@ async def test_a_batch_is_one_statement(ledger: UsageLedger, engine: AsyncEngine
             inserts.append(many)
 
     batch = pairs(*((minute_of(D0, i), f"ns-{i % 9}", f"m-{i % 31}", c(1)) for i in range(1440)))
-    assert await ledger.add(batch) == len(daily_rows(batch)) > 200
+    assert (await ledger.add(batch)).rows == len(daily_rows(batch)) > 200
     assert inserts == [True]  # one executemany, not one statement per row
     assert (await ledger.daily(None, None, D0, D0, 0, 1)).sum.requests == 1440
 
@@ -339,7 +339,7 @@ async def test_a_failed_sql_write_answers_503_and_the_retry_counts_once(
     app, client = center
     ledger: UsageLedger = app.state.ledger
 
-    async def down(batch: Any) -> int:
+    async def down(batch: Any, batch_id: str | None = None) -> int:
         raise OperationalError("INSERT ...", {}, ConnectionRefusedError("database is away"))
 
     monkeypatch.setattr(ledger, "add", down)
@@ -353,8 +353,8 @@ async def test_a_failed_sql_write_answers_503_and_the_retry_counts_once(
     assert (await post(client, one)).status_code == 200
     body = (await client.get("/api/v1/usage/daily")).json()
     assert body["sum"]["requests"] == 1 and body["sum"]["prompt_tokens"] == 5  # once in SQL
-    # At-least-once: the realtime series took the batch before the ledger failed, and again.
-    assert (await app.state.realtime.totals("namespace", ["team-a"], 1))["team-a"].requests == 2
+    # The ledger is written first: the failed attempt did not reach the realtime series either.
+    assert (await app.state.realtime.totals("namespace", ["team-a"], 1))["team-a"].requests == 1
 
 
 async def test_daily_is_for_viewers_and_a_namespace_admin_sees_only_its_own(
@@ -480,3 +480,51 @@ def test_a_recorder_for_the_config_center_keeps_one_entry_per_namespace_and_mode
         (m, PAIR, "team-a/"): UsageCounters(1, 1),
     }
     assert recorder.batch.requests() == 3
+
+
+# -- exactly once: batch ids ----------------------------------------------------------------------
+
+
+async def test_a_batch_id_is_applied_once(ledger: UsageLedger) -> None:
+    batch = pairs((M0, "team-a", "gpt-4o", c(3, prompt=30)), (M0, "team-b", None, c(1)))
+    first = await ledger.add(batch, "usage-abc-host-1-0a1b2c-000001.0")
+    again = await ledger.add(batch, "usage-abc-host-1-0a1b2c-000001.0")
+    assert (first.rows, first.duplicate) == (2, False)
+    assert (again.rows, again.duplicate, again.realtime_done) == (0, True, False)
+    await ledger.realtime_done("usage-abc-host-1-0a1b2c-000001.0")
+    assert (await ledger.add(batch, "usage-abc-host-1-0a1b2c-000001.0")).realtime_done
+    await ledger.add(batch, "usage-abc-host-1-0a1b2c-000002.0")  # another batch: added
+    assert (await ledger.daily(None, None, D0, D0)).sum.requests == 8
+
+
+async def test_concurrent_duplicates_are_applied_once(ledger: UsageLedger) -> None:
+    batch = pairs((M0, "team-a", "gpt-4o", c(1)))
+    results = await asyncio.gather(*(ledger.add(batch, "same-id.0") for _ in range(8)))
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 7
+    assert (await ledger.daily(None, None, D0, D0)).sum.requests == 1
+
+
+async def test_old_batch_ids_are_purged(ledger: UsageLedger) -> None:
+    batch = pairs((M0, "team-a", "gpt-4o", c(1)))
+    await ledger.add(batch, "old.0")
+    assert await ledger.purge_batch_ids(time.time() - 60) == 0  # younger than the cutoff
+    assert await ledger.purge_batch_ids(time.time() + 60) == 1
+    assert not (await ledger.add(batch, "old.0")).duplicate  # forgotten: applied again
+
+
+async def test_a_batch_posted_twice_with_its_id_counts_once_everywhere(
+    center: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = center
+    body = {
+        "batch_id": "usage-0123456789-gw-42-a1b2c3d4e5f6-000007.0",
+        "items": [item(today_minute(), PAIR, "team-a/gpt-4o", requests=2, prompt_tokens=8)],
+    }
+    for _ in range(3):  # answers lost: the gateway, or a recovering sibling, sends it again
+        answer = await client.post("/internal/v1/usage", json=body, headers=GATEWAY)
+        assert answer.status_code == 200, answer.text
+    summed = (await client.get("/api/v1/usage/daily")).json()["sum"]
+    assert (summed["requests"], summed["prompt_tokens"]) == (2, 8)
+    assert (await app.state.realtime.totals("namespace", ["team-a"], 1))["team-a"].requests == 2
+    bad = {**body, "batch_id": "no spaces allowed"}
+    assert (await client.post("/internal/v1/usage", json=bad, headers=GATEWAY)).status_code == 422

@@ -45,6 +45,7 @@ APP_TABLES = {
     "config_versions",
     "usage_daily",
     "request_log",
+    "usage_batches",
 }
 
 

@@ -24,8 +24,10 @@ from tests.helpers import (
     free_port,
     mock_upstream,
     new_key_entry,
+    sigkill_process_tree,
     start_config_center,
     start_following_gateway,
+    wait_pids_gone,
 )
 
 MASTER_KEY = "durable-accounting-master-key"
@@ -46,6 +48,7 @@ class Deployment:
     gateway: Process
     gateway_url: str
     key: str
+    gateway_env: dict[str, str] = field(default_factory=dict)
     bad_key: str = field(default="sk-aigw-not-a-key")
 
     @property
@@ -54,6 +57,13 @@ class Deployment:
 
     def restart_center(self) -> None:
         self.center = start_config_center(self.tmp, self.center_port, self.center_env)
+
+    def restart_gateway(self) -> None:
+        """A new gateway on the same port, data and spool directories (the old one is gone)."""
+        port = int(self.gateway_url.rsplit(":", 1)[1])
+        self.gateway = start_following_gateway(
+            self.tmp, port, self.center_url, self.gateway_env, workers=2, wait="/readyz"
+        )
 
     def daily(self, **params: str) -> dict[str, Any]:
         answer = httpx.get(f"{self.center_url}/api/v1/usage/daily", params=params, headers=ADMIN)
@@ -95,6 +105,7 @@ def deployment(tmp: Path, gateway_env: dict[str, str] | None = None) -> Iterator
                 "AIGW_GATEWAY_TOKEN": GATEWAY_TOKEN,
                 "AIGW_MASTER_KEY": MASTER_KEY,
                 "AIGW_SNAPSHOT_CACHE": str(tmp / "gateway-snapshot.json"),
+                "AIGW_SPOOL_DIR": str(tmp / "spool"),  # the test's own, not the cwd's .aigw
                 "AIGW_ACCESS_LOG": "0",
                 **(gateway_env or {}),
             }
@@ -103,10 +114,14 @@ def deployment(tmp: Path, gateway_env: dict[str, str] | None = None) -> Iterator
             )
             gateway_url = f"http://127.0.0.1:{gateway_port}"
             wait_all_workers_ready(gateway_url)
-            deployed = Deployment(tmp, center_port, center_env, center, gateway, gateway_url, key)
+            deployed = Deployment(
+                tmp, center_port, center_env, center, gateway, gateway_url, key, env
+            )
             yield deployed
         finally:
-            if gateway is not None:
+            if deployed is not None:
+                deployed.gateway.stop()
+            elif gateway is not None:
                 gateway.stop()
             (deployed.center if deployed else center).stop()
 
@@ -234,3 +249,25 @@ def test_counts_made_while_the_config_center_is_down_arrive_when_it_is_back(
 
         assert deployed.gateway.stop() == 0  # its shutdown flush has nothing left to add
         assert_ledger_holds(deployed, sent)
+
+
+def test_a_killed_gateways_counts_are_delivered_by_its_restart_without_traffic(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the OOM killer, a runtime past its grace period): no shutdown flush runs. What
+    the workers recorded is in their spool segments; the restarted gateway's workers recover
+    them at startup, before any request reaches them."""
+    with deployment(tmp_path, {"AIGW_USAGE_FLUSH_SECONDS": "3600"}) as deployed:
+        sent = send_requests(deployed, N)
+        assert deployed.daily()["total"] == 0  # nothing was flushed: the hour has not passed
+
+        wait_pids_gone(sigkill_process_tree(deployed.gateway))
+        assert deployed.gateway.stop() == -9  # reaped; its workers died with it
+        deployed.restart_gateway()
+        deadline = time.monotonic() + 20
+        while deployed.daily()["sum"]["requests"] < sent.requests + 1:
+            assert time.monotonic() < deadline, deployed.gateway.output()
+            time.sleep(0.2)
+        assert_ledger_holds(deployed, sent)
+        assert "recovered" in deployed.gateway.output()
+        assert not list((tmp_path / "spool").glob("*.jsonl"))  # delivered, then deleted

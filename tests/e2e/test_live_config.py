@@ -33,6 +33,7 @@ from tests.helpers import (
     mariadb_database,
     mock_upstream,
     new_key_entry,
+    seconds_until_steady,
     start_config_center,
     start_following_gateway,
 )
@@ -120,23 +121,19 @@ async def chat(client: httpx.AsyncClient, gateway: str, key: str, model: str) ->
 async def time_until(
     client: httpx.AsyncClient, gateway: str, key: str, model: str, status: int, limit: float
 ) -> float:
-    """Seconds until requests get ``status``: the start of a run of CONFIRMATIONS + 1 requests
-    in a row that all get it (on fresh connections, so each worker of the gateway is asked)."""
-    started = time.monotonic()
-    run_started: float | None = None
-    run = 0
-    while run <= CONFIRMATIONS:
-        now = time.monotonic()
-        if now - started > limit:
-            raise AssertionError(f"{gateway}: not {status} for {model} with {key[:12]} in {limit}s")
-        if await chat(client, gateway, key, model) == status:
-            run_started = now if run == 0 else run_started
-            run += 1
-        else:
-            run = 0
-            await asyncio.sleep(0.005)
-    assert run_started is not None
-    return run_started - started
+    """Seconds until requests get ``status`` on every worker (see ``seconds_until_steady``)."""
+    try:
+        return await seconds_until_steady(
+            lambda: chat(client, gateway, key, model),
+            status,
+            time.monotonic(),
+            limit,
+            CONFIRMATIONS,
+        )
+    except AssertionError:
+        raise AssertionError(
+            f"{gateway}: not {status} for {model} with {key[:12]} in {limit}s"
+        ) from None
 
 
 async def propagation(

@@ -19,25 +19,33 @@ workers) never lose each other's counts. Rows are summed per key first (a key ap
 statement, as PostgreSQL requires) and sent in key order, so concurrent batches lock rows in the
 same order; a deadlock or serialization failure the database reports anyway is retried here.
 
-Delivery is at-least-once: a batch is added again when its sender retries after an answer it did
-not get, so a lost answer may count a batch twice; a batch is never dropped.
+Exactly once: a gateway names each batch (``batch_id``: the spool segment it drains and the
+part, e.g. ``usage-1f2e...-host-12-a1b2c3d4e5f6-000042.0``) and sends it again, unchanged and under
+the same id, until it gets an answer; a worker recovering a dead worker's spool segment sends it
+under the ids the dead worker used. The id is inserted into ``usage_batches`` in the same
+transaction as the upsert: a batch already applied violates its primary key, the transaction
+rolls back, and the batch is reported as a duplicate (nothing added). Ids are kept
+:data:`BATCH_RETENTION_SECONDS` (2 days), purged at most hourly; a batch sent again later than
+that would be added twice. Batches without an id (older gateways) are added each time they are
+sent (at-least-once). A batch is never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, func, select
+from sqlalchemy import Executable, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from aigw.config_center.db.tables import UsageDaily
+from aigw.config_center.db.tables import UsageBatchApplied, UsageDaily
 from aigw.state.realtime import (
     COUNTERS,
     DAY,
@@ -58,6 +66,10 @@ _EPOCH = date(1970, 1, 1)
 _ATTEMPTS = 3
 _TABLE = UsageDaily.__table__
 _KEY = ("day", "namespace", "model")
+BATCH_RETENTION_SECONDS = 2 * 86_400
+"""How long an applied batch id is remembered."""
+BATCH_PURGE_SECONDS = 3600
+"""How often (at most) the ids past their retention are deleted, by each ledger."""
 
 DayKey = tuple[date, str, str]
 
@@ -68,6 +80,18 @@ class DailyRow:
     namespace: str
     model: str
     counters: UsageCounters
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`UsageLedger.add` did with a batch."""
+
+    rows: int
+    """(day, namespace, model) rows added to (0 for a duplicate)."""
+    duplicate: bool = False
+    """The batch id was applied before: nothing was added this time."""
+    realtime_done: bool = False
+    """A duplicate whose realtime part was delivered too (see :meth:`UsageLedger.realtime_done`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,33 +156,95 @@ def _transient(exc: DBAPIError) -> bool:
 class UsageLedger:
     """The ``usage_daily`` table: :meth:`add` batches, :meth:`daily` reads pages of rows."""
 
-    def __init__(self, sessions: async_sessionmaker) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        sessions: async_sessionmaker,  # type: ignore[type-arg]
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._sessions = sessions
         self._statements: dict[str, Executable] = {}
+        self._clock = clock
+        self._next_purge = 0.0
 
-    async def add(self, batch: Mapping[Key, UsageCounters]) -> int:
+    async def add(self, batch: Mapping[Key, UsageCounters], batch_id: str | None = None) -> Applied:
         """Add the batch's per-(namespace, model) counters to their days, in one transaction and
-        one statement; returns the number of (day, namespace, model) rows touched. Raises (and
-        stores nothing) when the database cannot take it."""
+        one statement, once per ``batch_id`` (see the module doc). Raises (and stores nothing)
+        when the database cannot take it."""
         rows = daily_rows(batch)
-        if not rows:
-            return 0
+        if not rows and batch_id is None:
+            return Applied(0)
         parameters = [
             {"day": day, "namespace": namespace, "model": model, **counters.as_dict()}
             for (day, namespace, model), counters in sorted(rows.items(), key=lambda r: r[0])
         ]
+        await self._purge_old_batch_ids()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                async with self._sessions() as session, session.begin():
-                    statement = self._statement(session.get_bind().dialect.name)
-                    await session.execute(statement, parameters)
-                return len(parameters)
+                if not await self._apply(parameters, batch_id):
+                    assert batch_id is not None
+                    return Applied(0, duplicate=True, realtime_done=await self._realtime(batch_id))
+                return Applied(len(parameters))
             except DBAPIError as exc:
                 if attempt == _ATTEMPTS or not _transient(exc):
                     raise
                 log.info("usage ledger: retrying a batch after %s", type(exc.orig).__name__)
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    async def _apply(self, parameters: list[dict[str, Any]], batch_id: str | None) -> bool:
+        """One transaction: the batch id (first, so a concurrent duplicate waits on its key),
+        then the upsert. False when the id was applied before (and nothing was)."""
+        try:
+            async with self._sessions() as session, session.begin():
+                if batch_id is not None:
+                    await session.execute(
+                        insert(UsageBatchApplied).values(
+                            batch_id=batch_id, applied_at=int(self._clock()), realtime=False
+                        )
+                    )
+                if parameters:
+                    statement = self._statement(session.get_bind().dialect.name)
+                    await session.execute(statement, parameters)
+        except IntegrityError:
+            if batch_id is None:
+                raise
+            return False
+        return True
+
+    async def _realtime(self, batch_id: str) -> bool:
+        query = select(UsageBatchApplied.realtime).where(UsageBatchApplied.batch_id == batch_id)
+        async with self._sessions() as session:
+            return bool((await session.execute(query)).scalar())
+
+    async def realtime_done(self, batch_id: str) -> None:
+        """Note that the batch reached the realtime store too: a duplicate of it then skips it."""
+        statement = (
+            update(UsageBatchApplied)
+            .where(UsageBatchApplied.batch_id == batch_id)
+            .values(realtime=True)
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(statement)
+
+    async def purge_batch_ids(self, before: float) -> int:
+        """Forget the batch ids applied before ``before`` (Unix seconds); how many."""
+        statement = delete(UsageBatchApplied).where(UsageBatchApplied.applied_at < int(before))
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)
+        return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+    async def _purge_old_batch_ids(self) -> None:
+        now = self._clock()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + BATCH_PURGE_SECONDS
+        try:
+            deleted = await self.purge_batch_ids(now - BATCH_RETENTION_SECONDS)
+        except DBAPIError as exc:  # the batch's own write will say whether the database is away
+            log.warning("usage ledger: cannot purge old batch ids: %s", exc)
+            return
+        if deleted:
+            log.info("usage ledger: forgot %d batch ids older than 2 days", deleted)
 
     def _statement(self, dialect: str) -> Executable:
         statement = self._statements.get(dialect)

@@ -166,7 +166,7 @@ async def test_a_failed_flush_is_merged_back_and_nothing_is_lost(
         for _ in range(2):
             recorder.record(request(model="claude"))
         assert await requests_in(store, "namespace", "team-a") == 0
-        assert recorder.batch.requests() == 7 and recorder.failed_flushes >= 4
+        assert recorder.undelivered().requests() == 7 and recorder.failed_flushes >= 4
         # Backoff: the gaps between attempts grow, capped.
         gaps = [b - a for a, b in zip(sink.attempts, sink.attempts[1:], strict=False)]
         assert gaps[-1] > gaps[0] and max(gaps) < 0.3
@@ -194,7 +194,7 @@ async def test_a_partial_delivery_keeps_only_the_rest(store: RedisRealtimeStore)
         recorder.record(request(namespace=name, model=None))
     sink.partial = 2
     assert await recorder.flush() is False
-    assert len(recorder.batch) == 4  # the first chunk arrived; only the rest is kept
+    assert len(recorder.undelivered()) == 4  # the first chunk arrived; only the rest is kept
     assert await recorder.flush() is True
     totals = await store.totals("namespace", names, 5)
     assert [totals[n].requests for n in names] == [1] * 6  # each exactly once
@@ -260,7 +260,7 @@ async def test_a_long_outage_is_bounded_and_keeps_every_counter(
     for minute in range(600):  # ten hours of traffic, two names a minute
         recorder.record(request(at=now - minute * 60))
     assert await recorder.flush() is False
-    assert len(recorder.batch) <= 2 * 12  # folded into hours (the current minute stays)
+    assert len(recorder.undelivered()) <= 2 * 12  # folded into hours (current minute stays)
     sink.down = False
     assert await recorder.flush() is True
     start, end = datetime.fromtimestamp(now - 600 * 60, UTC), datetime.fromtimestamp(now + 1, UTC)

@@ -1,13 +1,16 @@
 """Usage: gateways write it, the dashboard reads it, the ledger keeps it.
 
 - ``POST /internal/v1/usage`` (gateway token, like the config feed): a gateway worker's batch of
-  counters ``{"items": [{"minute", "dimension", "name", <counters>}]}``. It is added to the
-  realtime store, then to the durable ledger in SQL (``config_center/accounting.py``: the
-  ``namespace_model`` entries, per day). If either fails the answer is 503 and the gateway keeps
-  the batch and sends it again: nothing is lost, and a batch whose realtime part went in before
-  the ledger failed is counted twice in the realtime series (at-least-once). Gateways following
-  a config center always send here; only gateways serving a static file with ``AIGW_REDIS_URL``
-  write to Redis directly (and have no ledger).
+  counters ``{"batch_id": "...", "items": [{"minute", "dimension", "name", <counters>}]}``. It
+  is added to the durable ledger in SQL (``config_center/accounting.py``: the ``namespace_model``
+  entries, per day), then to the realtime store. If either fails the answer is 503 and the
+  gateway keeps the batch and sends it again, unchanged: nothing is lost. A batch with a
+  ``batch_id`` is applied once: the id is recorded in the ledger's transaction, a duplicate adds
+  nothing to the ledger, and reaches the realtime store only if it had not before (one case
+  remains at-least-once for the realtime series: the config center failing between the realtime
+  write and noting it). Without a ``batch_id`` (older gateways) a retried batch may be counted
+  twice. Gateways following a config center always send here; only gateways serving a static
+  file with ``AIGW_REDIS_URL`` write to Redis directly (and have no ledger).
 - ``GET /api/v1/usage/series`` and ``GET /api/v1/usage/top`` (viewer): per-minute or per-day
   series of one namespace or model, and the busiest namespaces or models of the last minutes.
 - ``GET /api/v1/usage/daily`` (viewer): pages of the ledger's rows (day, namespace, model).
@@ -148,35 +151,57 @@ class UsageItem(BaseModel):
 class UsagePost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    batch_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[0-9A-Za-z._-]+$",
+        description="Names the batch: a batch sent again under the same id is applied once.",
+    )
     items: list[UsageItem] = Field(max_length=MAX_ITEMS)
 
 
 @router.post("/internal/v1/usage", dependencies=[Depends(gateway)], tags=["gateway feed"])
 async def add_usage(request: Request, body: UsagePost) -> dict[str, int]:
-    """Add a gateway worker's counters to the realtime store, then to the durable ledger.
+    """Add a gateway worker's counters to the durable ledger, then to the realtime store, once
+    per ``batch_id``.
 
-    503 when either cannot take them: the gateway keeps the batch and sends it again (so the
-    realtime series may count a batch twice; the ledger only ever commits a batch whole)."""
+    503 when either cannot take them: the gateway keeps the batch and sends it again (the ledger
+    only ever commits a batch whole, and once)."""
     batch = UsageBatch()
     for item in body.items:
         counters = UsageCounters(*(getattr(item, c) for c in COUNTERS))
         batch.add(item.minute, item.dimension, item.name, counters)
-    try:
-        await _store(request).add(batch)
-    except Exception as exc:
-        _outage("realtime store", exc)
-        raise Unavailable(f"the realtime usage store is unavailable ({exc}); retry") from None
     ledger: UsageLedger = request.app.state.ledger
     try:
-        await ledger.add(batch)
+        applied = await ledger.add(batch, body.batch_id)
     except Exception as exc:
         _outage("usage ledger", exc)
         raise Unavailable(
             f"the usage ledger is unavailable ({type(exc).__name__}); retry"
         ) from None
+    if applied.duplicate:
+        log.info("usage: batch %s was applied before; not counted again", body.batch_id)
+    if not applied.realtime_done:
+        await _add_realtime(request, batch, body.batch_id)
     _recovered()
     request.app.state.metrics.usage_batches.inc()
     return {"accepted": len(body.items)}
+
+
+async def _add_realtime(request: Request, batch: UsageBatch, batch_id: str | None) -> None:
+    try:
+        await _store(request).add(batch)
+    except Exception as exc:
+        _outage("realtime store", exc)
+        raise Unavailable(f"the realtime usage store is unavailable ({exc}); retry") from None
+    if batch_id is None:
+        return
+    ledger: UsageLedger = request.app.state.ledger
+    try:
+        await ledger.realtime_done(batch_id)
+    except Exception as exc:  # answering 503 would make the gateway add it to realtime again
+        log.warning("usage: cannot note batch %s reached the realtime store: %s", batch_id, exc)
 
 
 _down: set[str] = set()

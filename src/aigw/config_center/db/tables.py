@@ -8,7 +8,8 @@ Admin users and their sessions are control-plane data, not gateway configuration
 their own tables. ``usage_daily`` is the durable accounting ledger (see
 ``config_center/accounting.py``): one row of additive counters per UTC day, namespace and model.
 ``request_log`` holds one row per request the gateways served (``config_center/request_log.py``),
-kept for a retention period.
+kept for a retention period. ``usage_batches`` names the usage batches already added to the
+ledger, so that a batch sent again is added once.
 """
 
 from __future__ import annotations
@@ -122,6 +123,20 @@ class UsageDaily(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     cost_micro_usd: Mapped[int] = mapped_column(BigInteger)
     latency_ms_total: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageBatchApplied(Base):
+    """A usage batch already added to ``usage_daily``, by the id its gateway gave it; inserted
+    in the ledger's transaction, so a batch is added once however often it is sent. ``realtime``:
+    it reached the realtime store too. Rows older than a retention period are deleted."""
+
+    __tablename__ = "usage_batches"
+    __table_args__ = (Index("ix_usage_batches_applied_at", "applied_at"),)
+
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    applied_at: Mapped[int] = mapped_column(BigInteger)
+    """Unix seconds."""
+    realtime: Mapped[bool] = mapped_column(Boolean)
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere the key needs 64 bits.

@@ -53,8 +53,8 @@ from aigw.gateway.core.http import (
 )
 from aigw.gateway.monitoring.metrics import RequestRecord, record_request
 from aigw.gateway.monitoring.prometheus import Metrics, circuit_value
-from aigw.gateway.monitoring.realtime import close_default_recorder
-from aigw.gateway.monitoring.request_log import close_default_shipper
+from aigw.gateway.monitoring.realtime import close_default_recorder, start_default_recorder
+from aigw.gateway.monitoring.request_log import close_default_shipper, start_default_shipper
 from aigw.gateway.routing.exchange import Exchange, count_tokens_exchange, plan_exchange
 from aigw.gateway.routing.failover import forward
 from aigw.gateway.routing.health import HealthChecker, checked_providers
@@ -88,6 +88,7 @@ class GatewayApp:
         self._health: asyncio.Task[None] | None = None
         self.metrics = Metrics.from_env(self._gauges)
         self._metrics_writer: asyncio.Task[None] | None = None
+        self._sinks_started: asyncio.Task[None] | None = None
         self.limits = LimitEnforcer()
         # Set when the snapshot comes from the config center (config_sync.ConfigFollower).
         self.config_center_version: int | None = None
@@ -111,9 +112,13 @@ class GatewayApp:
                 loop = asyncio.get_running_loop()
                 self._health = loop.create_task(checker.run())
                 self._metrics_writer = loop.create_task(self._write_metrics())
+                # What workers killed earlier left in the spool goes out now, not at the first
+                # request; in the background, so that a config center that is down cannot hold
+                # up serving.
+                self._sinks_started = loop.create_task(_start_sinks())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in (self._health, self._metrics_writer):
+                for task in (self._health, self._metrics_writer, self._sinks_started):
                     if task is not None:
                         task.cancel()
                 if self.follower is not None:
@@ -462,3 +467,9 @@ def _actual_usage(
         return 0, 0.0
     plan = admission.plan
     return plan.estimated_tokens, plan.estimated_cost_micro / 1_000_000
+
+
+async def _start_sinks() -> None:
+    """Start this worker's usage and request-log flushes (they recover the spool first)."""
+    await start_default_recorder()
+    await start_default_shipper()

@@ -42,6 +42,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -49,9 +50,11 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from aigw.gateway.monitoring.center_client import CenterPoster
+from aigw.gateway.monitoring.spool import Segment, Spool, read_lines, spool_from_env
 from aigw.state.realtime import (
     DEFAULT_PREFIX,
     PAIR,
+    Key,
     RedisRealtimeStore,
     UsageBatch,
     UsageCounters,
@@ -59,6 +62,8 @@ from aigw.state.realtime import (
 from aigw.state.redis_client import cluster_from_env, url_from_env
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from aigw.gateway.monitoring.metrics import RequestRecord
 
 log = logging.getLogger("aigw.gateway.usage")
@@ -118,9 +123,11 @@ class HttpSink(CenterPoster):
     """POSTs the batch to the config center, in chunks of at most ``chunk_size`` entries.
 
     The config center keeps the per-(namespace, model) entries in SQL as well, so this sink asks
-    the recorder for them (``pairs``)."""
+    the recorder for them (``pairs``). A batch sent with a ``batch_id`` is one POST (the recorder
+    cuts batches to ``chunk_size``), applied once by the config center whatever the retries."""
 
     pairs = True
+    batch_ids = True
 
     def __init__(
         self, center_url: str, token: str, *, timeout: float = 5.0, chunk_size: int = 5000
@@ -128,16 +135,15 @@ class HttpSink(CenterPoster):
         super().__init__(center_url, USAGE_PATH, token, timeout=timeout)
         self.chunk_size = chunk_size
 
-    async def send(self, batch: UsageBatch) -> None:
+    async def send(self, batch: UsageBatch, batch_id: str | None = None) -> None:
         session = self._client()
+        if batch_id is not None:
+            await self._post(session, {"batch_id": batch_id, "items": batch.to_items()})
+            return
         chunks = list(batch.chunks(self.chunk_size))
         for index, chunk in enumerate(chunks):
             try:
-                body = orjson.dumps({"items": chunk.to_items()})
-                async with session.post(self.url, data=body) as response:
-                    if response.status >= 300:
-                        text = (await response.text())[:200]
-                        raise RuntimeError(f"{self.url} answered {response.status}: {text}")
+                await self._post(session, {"items": chunk.to_items()})
             except Exception as exc:
                 if index == 0:
                     raise
@@ -145,6 +151,16 @@ class HttpSink(CenterPoster):
                 for undelivered in chunks[index:]:
                     rest.merge(undelivered)
                 raise DeliveryError(str(exc), rest) from exc
+
+    async def _post(self, session: aiohttp.ClientSession, body: dict[str, object]) -> None:
+        async with session.post(self.url, data=orjson.dumps(body)) as response:
+            if response.status >= 300:
+                text = (await response.text())[:200]
+                raise RuntimeError(f"{self.url} answered {response.status}: {text}")
+
+
+Pending = list[tuple[str, UsageBatch]]
+"""Batches cut for delivery, each with its id, oldest first."""
 
 
 class UsageRecorder:
@@ -159,18 +175,28 @@ class UsageRecorder:
         max_entries: int = 50_000,
         close_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        spool: Spool | None = None,
     ) -> None:
         self.sink = sink
         self.pairs = bool(getattr(sink, "pairs", False))
+        self._ids = bool(getattr(sink, "batch_ids", False))
+        self.chunk_size: int = getattr(sink, "chunk_size", 0) or 0
         self.interval = interval
         self.max_backoff = max_backoff
         self.max_entries = max_entries
         self.close_timeout = close_timeout
+        self.spool = spool
         self._time = clock
         self.batch = UsageBatch()
+        """Counted since the last cut: what the current spool segment holds."""
+        self._pending: Pending = []
+        self._pending_segment: Segment | None = None
         self.failed_flushes = 0
+        self.recovered_segments = 0
+        self._spool_failed = False
         self._down_since: float | None = None
         self._compacted = False
+        self._compacted_since_cut = False
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,17 +216,16 @@ class UsageRecorder:
             round(record.cost_usd * 1_000_000),
             round(record.duration_ms),
         )
-        batch = self.batch
         if self.pairs:  # one entry, named as state.realtime.pair_name does
-            key = (minute, PAIR, f"{namespace}/{record.model or ''}")
+            keys = [(minute, PAIR, f"{namespace}/{record.model or ''}")]
         else:
-            key = (minute, "namespace", namespace)
-        counters = batch.get(key)
-        if counters is None:
-            counters = batch[key] = UsageCounters()
-        _count(counters, *values)
-        if record.model is not None and not self.pairs:
-            key = (minute, "model", record.model)
+            keys = [(minute, "namespace", namespace)]
+            if record.model is not None:
+                keys.append((minute, "model", record.model))
+        if self.spool is not None:
+            self._spool(keys, values)  # on disk before in memory: a SIGKILL loses nothing
+        batch = self.batch
+        for key in keys:
             counters = batch.get(key)
             if counters is None:
                 counters = batch[key] = UsageCounters()
@@ -208,6 +233,16 @@ class UsageRecorder:
         task = self._task
         if task is None or task.done() or self._loop is not _running_loop():
             self._start()
+
+    def _spool(self, keys: list[Key], values: tuple[bool, int, int, int, int]) -> None:
+        error, prompt, completion, cost, latency = values
+        entries = [(*key, 1, int(error), prompt, completion, cost, latency) for key in keys]
+        try:
+            self.spool.append(orjson.dumps(entries) + b"\n")  # type: ignore[union-attr]
+        except OSError as exc:  # a full disk must not fail requests: memory still has it
+            if not self._spool_failed:
+                self._spool_failed = True
+                log.warning("usage: cannot append to the spool (%s); in memory only", exc)
 
     def _start(self) -> None:
         try:
@@ -219,6 +254,14 @@ class UsageRecorder:
         self._task = loop.create_task(self._run(self._stop), name="aigw-usage-flush")
 
     # -- off the request path -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover what dead workers left in the spool, then start the background flush (the
+        gateway's startup can call this: otherwise the first record starts it)."""
+        await self._recover_orphans()
+        task = self._task
+        if task is None or task.done() or self._loop is not _running_loop():
+            self._start()
 
     async def _run(self, stop: asyncio.Event) -> None:
         delay = self.interval
@@ -236,31 +279,130 @@ class UsageRecorder:
             raise
 
     async def flush(self) -> bool:
-        """Send the batch now; True when it was delivered (or empty)."""
+        """Send what waits now (and what dead workers left in the spool); True when all of it
+        was delivered (or there was nothing)."""
         if self._flushing:
             return False
-        batch = self.batch
-        if not batch:
-            return True
         self._flushing = True
-        self.batch = UsageBatch()
         try:
-            await self.sink.send(batch)
-        except BaseException as exc:
-            undelivered = exc.undelivered if isinstance(exc, DeliveryError) else batch
-            self.batch = undelivered.merge(self.batch)
-            self._compact()
-            if not isinstance(exc, Exception):
-                raise
-            self._failed(exc)
-            return False
+            await self._recover_orphans()
+            for _ in range(2):  # what waited since a failure, then what came meanwhile
+                if not self._pending:
+                    if not self.batch:
+                        break
+                    await self._cut()
+                if not await self._send_pending():
+                    return False
+            self._recovered()
+            return True
         finally:
             self._flushing = False
-        self._recovered()
+
+    async def _cut(self) -> None:
+        """Make the batch counted so far the next to deliver, with the ids it keeps until it is
+        delivered: seal its spool segment, name the batch after it, cut it in POST-sized parts.
+
+        A batch that failed is sent again unchanged under the same ids, and new counts wait for
+        the next cut, so the config center can apply each id once."""
+        self._compact()
+        batch, self.batch = self.batch, UsageBatch()
+        segment = self._seal()
+        if segment is not None and self._compacted_since_cut:
+            segment = await self._rewrite(segment, batch)
+        self._compacted_since_cut = False
+        base = segment.name if segment is not None else uuid.uuid4().hex
+        parts = list(batch.chunks(self.chunk_size)) if self.chunk_size else [batch]
+        self._pending = [(f"{base}.{i}", part) for i, part in enumerate(parts)]
+        self._pending_segment = segment
+
+    def _seal(self) -> Segment | None:
+        if self.spool is None:
+            return None
+        try:
+            return self.spool.seal()
+        except OSError as exc:
+            log.warning("usage: cannot seal the spool segment (%s)", exc)
+            return None
+
+    async def _rewrite(self, segment: Segment, batch: UsageBatch) -> Segment | None:
+        """The batch was folded (compacted) since its segment began: the segment's records no
+        longer cut into the same parts. Replace it with the batch's entries, so a recovery sends
+        what this worker sends, under the same ids."""
+        assert self.spool is not None
+        lines = [orjson.dumps([(*key, *c.values())]) for key, c in batch.items()]
+        try:
+            return await asyncio.to_thread(self.spool.rewrite, segment, lines)
+        except OSError as exc:
+            log.warning("usage: cannot rewrite a spool segment (%s)", exc)
+            return segment
+
+    async def _send_pending(self) -> bool:
+        while self._pending:
+            batch_id, part = self._pending[0]
+            try:
+                if self._ids:
+                    await self.sink.send(part, batch_id)  # type: ignore[call-arg]
+                else:
+                    await self.sink.send(part)
+            except BaseException as exc:
+                if isinstance(exc, DeliveryError):  # a sink without ids delivered some of it
+                    self._pending[0] = (batch_id, exc.undelivered)
+                self._compact()
+                if not isinstance(exc, Exception):
+                    raise
+                self._failed(exc)
+                return False
+            self._pending.pop(0)
+        segment, self._pending_segment = self._pending_segment, None
+        if segment is not None:
+            self._release(segment)
         return True
+
+    def _release(self, segment: Segment) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.release(segment)
+        except OSError as exc:  # sent again by whoever recovers it: applied once
+            log.warning("usage: cannot delete the delivered spool segment %s: %s", segment, exc)
+
+    async def _recover_orphans(self) -> None:
+        """Send, then delete, the segments of dead workers (same host, same config center).
+        Their batch ids are the ones the dead worker used, so what it had delivered already is
+        not counted twice."""
+        if self.spool is None:
+            return
+        for segment in self.spool.orphans():
+            try:
+                batch = await asyncio.to_thread(_read_usage_segment, segment)
+                parts = list(batch.chunks(self.chunk_size)) if self.chunk_size else [batch]
+                for index, part in enumerate(parts):
+                    if self._ids:
+                        await self.sink.send(part, f"{segment.name}.{index}")  # type: ignore[call-arg]
+                    else:
+                        await self.sink.send(part)
+            except Exception as exc:
+                segment.close()  # let go: the next flush (or another worker) tries again
+                self._failed(exc)
+                return
+            self._release(segment)
+            self.recovered_segments += 1
+            log.warning(
+                "usage: recovered %d requests from %s, left by a worker that died",
+                batch.requests(),
+                segment.path.name,
+            )
+
+    def undelivered(self) -> UsageBatch:
+        """Everything counted and not delivered yet (a copy)."""
+        waiting = UsageBatch()
+        for _, part in self._pending:
+            waiting.merge(part)
+        return waiting.merge(self.batch)
 
     def _compact(self) -> None:
         folded = self.batch.compact(self._time(), self.max_entries)
+        if folded:
+            self._compacted_since_cut = True
         if folded and not self._compacted:
             self._compacted = True
             log.warning(
@@ -308,17 +450,33 @@ class UsageRecorder:
             delivered = await asyncio.wait_for(self.flush(), self.close_timeout)
         except TimeoutError:
             delivered = False
-        if not delivered and self.batch:
+        waiting = self.undelivered()
+        if not delivered and waiting:
             log.warning(
-                "usage: %d requests (%d counters) could not be delivered to %s before shutdown",
-                self.batch.requests(),
-                len(self.batch),
+                "usage: %d requests (%d counters) could not be delivered to %s before shutdown%s",
+                waiting.requests(),
+                len(waiting),
                 self.sink,
+                "; they stay in the spool, for the next worker to start to send"
+                if self.spool is not None
+                else "",
             )
+        if self.spool is not None:
+            self._close_spool()
         try:
             await self.sink.close()
         except Exception as exc:
             log.warning("usage: closing %s: %s", self.sink, exc)
+
+    def _close_spool(self) -> None:
+        assert self.spool is not None
+        segment, self._pending_segment = self._pending_segment, None
+        if segment is not None:
+            segment.close()  # not delivered: left for a recovery
+        try:
+            self.spool.close()
+        except OSError as exc:
+            log.warning("usage: closing the spool: %s", exc)
 
 
 class NullRecorder:
@@ -351,6 +509,22 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
+def _read_usage_segment(segment: Segment) -> UsageBatch:
+    """The counters a spool segment holds, in the order they were written (so they cut into the
+    parts its writer sent). A torn last line (its writer killed mid-write) is skipped."""
+    lines, torn = read_lines(segment)
+    if torn:
+        log.warning("usage: %s ends with a torn record (%d bytes), skipped", segment.path, torn)
+    batch = UsageBatch()
+    for number, line in enumerate(lines, 1):
+        try:
+            for minute, dimension, name, *values in orjson.loads(line):
+                batch.add(minute, dimension, name, UsageCounters.from_values(values))
+        except (ValueError, TypeError) as exc:
+            log.warning("usage: %s line %d is not a record (%s)", segment.path, number, exc)
+    return batch
+
+
 def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
     """Where this worker's usage goes (see the module doc).
 
@@ -365,7 +539,9 @@ def recorder_from_env(env: Mapping[str, str]) -> UsageRecorder | NullRecorder:
     if center:
         token = env.get(TOKEN_ENV)
         if token:
-            return UsageRecorder(HttpSink(center, token), interval=interval)
+            sink = HttpSink(center, token)
+            spool = spool_from_env(env, "usage", sink.url)
+            return UsageRecorder(sink, interval=interval, spool=spool)
         log.warning(
             "usage: %s is set but %s is not: usage cannot reach the config center%s",
             CENTER_ENV,
@@ -409,6 +585,14 @@ def default_recorder() -> UsageRecorder | NullRecorder:
     if recorder is None:
         recorder = recorder_from_env(os.environ)
     return recorder
+
+
+async def start_default_recorder() -> None:
+    """Recover the spool segments dead workers left and start this worker's flush (for the
+    gateway's startup: without it the first record does, and recovery waits for traffic)."""
+    current = default_recorder()
+    if isinstance(current, UsageRecorder):
+        await current.start()
 
 
 async def close_default_recorder() -> None:

@@ -27,6 +27,15 @@ prepared rows (default 64 MiB, bodies included), the OLDEST rows are dropped, co
 ``dropped`` and logged. A chunk the config center refuses as invalid (422) is dropped as well,
 since sending it again cannot help. ``await shipper.close()`` makes a last flush (bounded by a
 timeout); the gateway's lifespan shutdown calls :func:`close_default_shipper`.
+
+Crash safety (``spool.py``): with a usable spool directory, :meth:`RequestLogShipper.add` also
+appends the record's row, without its body, to this worker's spool segment (its ``uid`` is fixed
+then, so the row is stored once whoever sends it). Each flush seals the segment and sends; once
+everything sealed is delivered, the sealed segments are deleted. Segments left by a worker that
+died (SIGKILL, OOM) are sent by the next flush of any worker of this host following the same
+config center, then deleted. Bodies are not spooled: they are redacted off the request path, and
+an unredacted body must not reach the disk; a recovered record has its metadata only. Rows
+dropped from memory at the bounds above are dropped (counted) even though the spool had them.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import orjson
 from aigw.config.snapshot import RequestLogEntry
 from aigw.gateway.monitoring.center_client import CenterPoster
 from aigw.gateway.monitoring.realtime import CENTER_ENV, FLUSH_ENV, TOKEN_ENV, flush_interval
+from aigw.gateway.monitoring.spool import Segment, Spool, read_lines, spool_from_env
 
 if TYPE_CHECKING:
     import aiohttp
@@ -289,8 +299,15 @@ class RequestLogShipper:
         max_buffer_bytes: int = 64 * 1024 * 1024,
         close_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        spool: Spool | None = None,
     ) -> None:
         self.sink = sink
+        self.spool = spool
+        self._sealed: list[Segment] = []
+        """Sealed segments whose rows wait for delivery (at most one: see :meth:`_seal`)."""
+        self._spool_failed = False
+        self.recovered = 0
+        """Rows sent from the spool segments of dead workers."""
         self.interval = interval
         self.max_backoff = max_backoff
         self.max_records = max_records
@@ -304,6 +321,8 @@ class RequestLogShipper:
         self._pending_bytes = 0
         self._uid_prefix = secrets.token_hex(8)
         self._next_uid = 0
+        self._fresh_first = 0
+        """The uid number of ``_fresh[0]``: a record's uid is fixed when it is added."""
         self.dropped = 0
         """Rows dropped, oldest first, because the buffer was full."""
         self.delivered = 0
@@ -326,7 +345,12 @@ class RequestLogShipper:
     def add(self, record: RequestRecord) -> None:
         if record.namespace is None:
             return
-        self._fresh.append(_fresh(record))
+        item = _fresh(record)
+        number = self._next_uid
+        self._next_uid += 1
+        if self.spool is not None:
+            self._spool(item, f"{self._uid_prefix}{number:x}")
+        self._fresh.append(item)
         if record.request_body is not None:
             self._fresh_bodies += 1
         if len(self._fresh) + len(self._pending) > self.max_records:
@@ -335,12 +359,26 @@ class RequestLogShipper:
         if task is None or task.done() or self._loop is not asyncio._get_running_loop():
             self._start()
 
+    def _spool(self, item: Fresh, uid: str) -> None:
+        """The row without its body, on disk before in memory: a SIGKILL loses nothing."""
+        try:
+            line = _row((*item[:-1], None), uid) + b"\n"
+        except Exception:  # prepare_rows logs it; the record is skipped there too
+            return
+        try:
+            self.spool.append(line)  # type: ignore[union-attr]
+        except OSError as exc:  # a full disk must not fail requests: memory still has it
+            if not self._spool_failed:
+                self._spool_failed = True
+                log.warning("request log: cannot append to the spool (%s); in memory only", exc)
+
     def _drop_oldest(self) -> None:
         while len(self._fresh) + len(self._pending) > self.max_records:
             if self._pending:
                 self._pending_bytes -= len(self._pending.popleft())
             else:
                 item = self._fresh.popleft()
+                self._fresh_first += 1
                 self._fresh_bodies -= item[-1] is not None
             self._dropped(1)
 
@@ -401,8 +439,7 @@ class RequestLogShipper:
         if not fresh:
             return
         self._fresh, self._fresh_bodies = deque(), 0
-        first = self._next_uid
-        self._next_uid += len(fresh)
+        first, self._fresh_first = self._fresh_first, self._next_uid
         try:
             if bodies or len(fresh) > THREAD_ROWS:
                 rows = await asyncio.to_thread(prepare_rows, fresh, self._uid_prefix, first)
@@ -411,6 +448,7 @@ class RequestLogShipper:
         except BaseException:
             fresh.extend(self._fresh)  # put them back ahead of what came meanwhile
             self._fresh, self._fresh_bodies = fresh, bodies + self._fresh_bodies
+            self._fresh_first = first
             raise
         self._pending.extend(rows)
         self._pending_bytes += sum(len(row) for row in rows)
@@ -428,9 +466,12 @@ class RequestLogShipper:
             return False
         self._busy = True
         try:
+            await self._recover_orphans()
+            self._seal()
             await self._prepare()
             rows = self._pending
             if not rows:
+                self._release_sealed()
                 return True
             self._pending, self._pending_bytes = deque(), 0
             batch = list(rows)
@@ -447,10 +488,71 @@ class RequestLogShipper:
                 self._failed(exc)
                 return False
             self.delivered += len(batch)
+            self._release_sealed()
             self._recovered()
             return True
         finally:
             self._busy = False
+
+    # -- the spool ----------------------------------------------------------------------------
+
+    def _seal(self) -> None:
+        """Seal the current segment: what it holds is in memory, about to be sent. Only when no
+        sealed segment waits already (a failed flush): the current one then keeps growing, so a
+        long outage holds two segments, not one per attempt. Once everything sent is delivered
+        the sealed segments go; a later segment may then repeat rows already delivered, which the
+        config center stores once (by uid)."""
+        if self.spool is None or self._sealed:
+            return
+        try:
+            segment = self.spool.seal()
+        except OSError as exc:
+            log.warning("request log: cannot seal the spool segment (%s)", exc)
+            return
+        if segment is not None:
+            self._sealed.append(segment)
+
+    def _release_sealed(self) -> None:
+        sealed, self._sealed = self._sealed, []
+        for segment in sealed:
+            try:
+                self.spool.release(segment)  # type: ignore[union-attr]
+            except OSError as exc:  # sent again by whoever recovers it: stored once
+                log.warning("request log: cannot delete the delivered segment %s: %s", segment, exc)
+
+    async def _recover_orphans(self) -> None:
+        """Send, then delete, the segments of dead workers (same host, same config center)."""
+        if self.spool is None:
+            return
+        for segment in self.spool.orphans():
+            try:
+                rows = await asyncio.to_thread(_read_request_segment, segment)
+                if rows:
+                    await self.sink.send(rows)
+            except Exception as exc:
+                segment.close()  # let go: the next flush (or another worker) tries again
+                self._failed(exc)
+                return
+            self.spool.release(segment)
+            self.recovered += len(rows)
+            log.warning(
+                "request log: recovered %d records from %s, left by a worker that died",
+                len(rows),
+                segment.path.name,
+            )
+
+    async def start(self) -> None:
+        """Recover what dead workers left in the spool, then start the background flush (the
+        gateway's startup can call this: otherwise the first record starts it)."""
+        if not self._busy:
+            self._busy = True
+            try:
+                await self._recover_orphans()
+            finally:
+                self._busy = False
+        task = self._task
+        if task is None or task.done() or self._loop is not _running_loop():
+            self._start()
 
     def _failed(self, exc: Exception) -> None:
         self.failed_flushes += 1
@@ -508,10 +610,40 @@ class RequestLogShipper:
             )
         if self.dropped:
             log.warning("request log: %d records were dropped (buffer full)", self.dropped)
+        if self.spool is not None:
+            self._close_spool()
         try:
             await self.sink.close()
         except Exception as exc:
             log.warning("request log: closing %s: %s", self.sink, exc)
+
+    def _close_spool(self) -> None:
+        """What was not delivered stays on disk, for the next worker to start (or a sibling)."""
+        sealed, self._sealed = self._sealed, []
+        for segment in sealed:
+            segment.close()
+        try:
+            self.spool.close()  # type: ignore[union-attr]
+        except OSError as exc:
+            log.warning("request log: closing the spool: %s", exc)
+
+
+def _read_request_segment(segment: Segment) -> list[bytes]:
+    """The rows of a spool segment; a torn last line (its writer killed mid-write) or a line
+    that is not a JSON object is skipped, with a warning."""
+    lines, torn = read_lines(segment)
+    if torn:
+        log.warning("request log: %s ends with a torn record (%d bytes)", segment.path, torn)
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            if isinstance(orjson.loads(line), dict):
+                rows.append(line)
+                continue
+        except orjson.JSONDecodeError:
+            pass
+        log.warning("request log: %s line %d is not a record, skipped", segment.path, number)
+    return rows
 
 
 class NullShipper:
@@ -541,8 +673,11 @@ def shipper_from_env(env: Mapping[str, str]) -> RequestLogShipper | NullShipper:
     """A shipper to the config center this gateway follows, else one that keeps nothing."""
     center, token = env.get(CENTER_ENV), env.get(TOKEN_ENV)
     if center and token:
+        sink = HttpSink(center, token)
         return RequestLogShipper(
-            HttpSink(center, token), interval=flush_interval(env.get(FLUSH_ENV))
+            sink,
+            interval=flush_interval(env.get(FLUSH_ENV)),
+            spool=spool_from_env(env, "requests", sink.url),
         )
     return NullShipper()
 
@@ -558,6 +693,16 @@ def ship(record: RequestRecord) -> None:
     if current is None:
         current = shipper = shipper_from_env(os.environ)
     current.add(record)
+
+
+async def start_default_shipper() -> None:
+    """Recover the spool segments dead workers left and start this worker's flush (for the
+    gateway's startup: without it the first record does, and recovery waits for traffic)."""
+    global shipper
+    if shipper is None:
+        shipper = shipper_from_env(os.environ)
+    if isinstance(shipper, RequestLogShipper):
+        await shipper.start()
 
 
 async def close_default_shipper() -> None:
