@@ -797,6 +797,19 @@ class Books:
         )
 
 
+def assert_books_hold_exactly(books: Books, answered: int, usage: dict[str, int]) -> None:
+    """The durable ledger and the realtime series hold exactly ``answered`` requests, each with
+    the usage every answer reported: nothing lost, nothing counted twice."""
+    expected = {
+        "requests": answered,
+        "errors": 0,
+        "prompt_tokens": answered * usage["prompt_tokens"],
+        "completion_tokens": answered * usage["completion_tokens"],
+    }
+    assert {k: books.ledger[k] for k in expected} == expected
+    assert {k: books.realtime[k] for k in expected} == expected
+
+
 def summary(load: Load, victim: int, books: Books) -> str:
     return (
         f"{len(load.requests)} requests in {load.duration:.1f} s, answered per gateway "
@@ -859,14 +872,7 @@ async def test_sigterm_one_gateway_mid_load_the_others_carry_on_and_nothing_is_l
 
     # No accounting lost, nothing counted twice: the durable ledger, the realtime series and the
     # limits in Redis each hold exactly the answered requests and the tokens they reported.
-    expected = {
-        "requests": len(answered),
-        "errors": 0,
-        "prompt_tokens": len(answered) * usage["prompt_tokens"],
-        "completion_tokens": len(answered) * usage["completion_tokens"],
-    }
-    assert {k: books.ledger[k] for k in expected} == expected
-    assert {k: books.realtime[k] for k in expected} == expected
+    assert_books_hold_exactly(books, len(answered), usage)
     assert books.logged == {a.request_id for a in answered}  # request by request
     assert books.admitted == len(answered)
     assert books.unsettled == 0
@@ -972,14 +978,7 @@ async def test_sigkill_one_gateway_mid_load_the_others_carry_on_and_nothing_answ
     # Nothing answered is lost, nothing is counted twice: the durable ledger and the realtime
     # series hold exactly the answered requests and the tokens they reported, and the request log
     # every one of them, request by request.
-    expected = {
-        "requests": len(answered),
-        "errors": 0,
-        "prompt_tokens": len(answered) * usage["prompt_tokens"],
-        "completion_tokens": len(answered) * usage["completion_tokens"],
-    }
-    assert {k: books.ledger[k] for k in expected} == expected
-    assert {k: books.realtime[k] for k in expected} == expected
+    assert_books_hold_exactly(books, len(answered), usage)
     assert books.logged == {a.request_id for a in answered}
     # Every segment the victim left was recovered and deleted (the survivors' own too).
     assert [name for name in left if name.endswith(".jsonl")] == []
