@@ -10,7 +10,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 help:
 	@echo "make run    start the all-in-one gateway with the offline demo configuration"
 	@echo "make test   install dev dependencies and run the whole test suite"
-	@echo "make bench  measure the gateway against a direct-to-upstream baseline, then failover"
+	@echo "make bench  measure the gateway against a direct-to-upstream baseline, then scaling and failover"
 	@echo "make web    build the web dashboard (web/ -> src/aigw/web/static) when its sources changed"
 	@echo "make lint   ruff, and tsc + eslint on the dashboard"
 	@echo "make lock   re-pin requirements/*.txt from pyproject.toml"
@@ -55,6 +55,7 @@ run: $(STAMP) $(WEB_BUILD)
 test: $(DEVSTAMP) $(WEB_BUILD)
 	bash scripts/ensure-services.sh
 	bash scripts/ensure-test-tools.sh
+	bash bench/ensure-tools.sh
 	$(BIN)/ruff check src tests bench
 	cd $(WEB) && npm run lint --silent && npm test --silent
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -62,6 +63,7 @@ test: $(DEVSTAMP) $(WEB_BUILD)
 bench: $(DEVSTAMP)
 	bash bench/ensure-tools.sh
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.scaling $(SCALING_ARGS)
 	$(BIN)/python -m bench.failover $(FAILOVER_ARGS)
 
 lint: $(DEVSTAMP) $(WEB_DEPS)

@@ -179,6 +179,12 @@ class Processes:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
+    def stop_one(self, child: Child) -> None:
+        """Stop one child now (what needed it is over) and forget it, so that the final clean-up
+        never signals its process group id again (by then another process may have it)."""
+        self.stop(child)
+        self.children.remove(child)
+
     @staticmethod
     def stop(child: Child, grace: float = 10.0) -> None:
         """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace``."""
@@ -342,15 +348,34 @@ def _indent(text: str) -> str:
 def nginx_config(tmp: Path, port: int) -> str:
     body = json.dumps(CANNED_COMPLETION, separators=(",", ":"))
     assert "'" not in body and "$" not in body and "\\" not in body  # nginx string literal
+    return nginx_frame(
+        tmp,
+        f"""    server {{
+        listen {HOST}:{port} reuseport;
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+        location = /nginx_status {{
+            stub_status;  # request and connection counters: did the gateway really call us?
+        }}
+    }}
+""",
+    )
+
+
+def nginx_frame(prefix: Path, servers: str) -> str:
+    """What every bench nginx shares around its ``servers`` (the http block's own part): one
+    worker in the foreground, its files under ``prefix``, no access log, long keep-alive."""
     temp_paths = "\n".join(
-        f"    {kind}_temp_path {tmp}/nginx-{kind};"
+        f"    {kind}_temp_path {prefix}/nginx-{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""daemon off;
 master_process on;
 worker_processes 1;
-error_log {tmp}/nginx-error.log warn;
-pid {tmp}/nginx.pid;
+error_log {prefix}/nginx-error.log warn;
+pid {prefix}/nginx.pid;
 
 events {{
     worker_connections 4096;
@@ -362,17 +387,7 @@ http {{
     keepalive_requests 1000000;  # do not close wrk's (or the gateway's) connections every 1000
     keepalive_timeout 75s;
 
-    server {{
-        listen {HOST}:{port} reuseport;
-        location = /v1/chat/completions {{
-            default_type application/json;
-            return 200 '{body}';
-        }}
-        location = /nginx_status {{
-            stub_status;  # request and connection counters: did the gateway really call us?
-        }}
-    }}
-}}
+{servers}}}
 """
 
 
@@ -380,15 +395,7 @@ def start_nginx(procs: Processes, tmp: Path) -> str:
     port = free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(nginx_config(tmp, port))
-    nginx = find_tool("nginx")
-    argv = [nginx, "-p", f"{tmp}/", "-c", str(conf)]
-    if _nginx_version(nginx) >= (1, 19, 5):  # -e: no attempt to open the system's error log
-        argv[1:1] = ["-e", str(tmp / "nginx-error.log")]
-    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
-    if check.returncode != 0:
-        raise BenchError(f"nginx rejected its generated config {conf}:\n{_indent(check.stderr)}")
-    log(f"starting nginx on {HOST}:{port}")
-    child = procs.start("nginx", argv)
+    child = launch_nginx(procs, "nginx", conf, tmp, port)
     url = f"http://{HOST}:{port}/v1/chat/completions"
     wait_until(
         child,
@@ -397,6 +404,20 @@ def start_nginx(procs: Processes, tmp: Path) -> str:
         timeout=15,
     )
     return url
+
+
+def launch_nginx(procs: Processes, name: str, conf: Path, prefix: Path, port: int) -> Child:
+    """Check ``conf`` with ``nginx -t``, then start nginx on it as child ``name`` (no waiting:
+    what "ready" means depends on the configuration)."""
+    nginx = find_tool("nginx")
+    argv = [nginx, "-p", f"{prefix}/", "-c", str(conf)]
+    if _nginx_version(nginx) >= (1, 19, 5):  # -e: no attempt to open the system's error log
+        argv[1:1] = ["-e", str(prefix / "nginx-error.log")]
+    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise BenchError(f"nginx rejected its generated config {conf}:\n{_indent(check.stderr)}")
+    log(f"starting {name} on {HOST}:{port}")
+    return procs.start(name, argv)
 
 
 def parse_stub_status(text: str) -> dict[str, int]:
@@ -615,7 +636,8 @@ class Ledger(Protocol):
     def read(self) -> dict[str, Any]: ...
 
     def account(self, before: dict[str, Any], result: dict[str, Any]) -> None:
-        """Add what it saw to ``result``; set ``result["ledger_mismatch"]`` if it disagrees."""
+        """Add what it saw to ``result``; set ``result["ledger_mismatch"]`` if it disagrees (and
+        ``result["ledger_problem"]``, a phrase for the banner, unless it is Redis's count)."""
 
 
 @dataclass
@@ -903,12 +925,15 @@ def print_report(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> No
 
 def print_problems(runs: list[dict[str, Any]]) -> None:
     """The banner for failed runs and the warning for a busy machine, over every scenario."""
-    bad = [
-        (run["connections"], name, run[name])
-        for run in runs
-        for name in SCENARIOS
-        if name in run and run_failed(run[name])
-    ]
+    print_run_problems(
+        [(name, run["connections"], run[name]) for run in runs for name in SCENARIOS if name in run]
+    )
+
+
+def print_run_problems(results: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+    """The banner for failed runs and the warning for a busy machine; ``results`` holds
+    (scenario name, connection count, :func:`measure`'s result) for every run."""
+    bad = [(c, name, result) for name, c, result in results if run_failed(result)]
     if bad:
         print()
         print("!" * 78)
@@ -918,14 +943,13 @@ def print_problems(runs: list[dict[str, Any]]) -> None:
             if result.get("upstream_mismatch"):
                 detail += "; nginx served fewer requests"
             if result.get("ledger_mismatch"):
-                detail += "; Redis counted fewer requests"
+                detail += "; " + result.get("ledger_problem", "Redis counted fewer requests")
             print(f"!!!   {name} c={connections}: {detail}")
         print("!" * 78)
     busy = [
-        (run["connections"], name, run[name]["cpu_cores"]["others"])
-        for run in runs
-        for name in SCENARIOS
-        if name in run and run[name]["cpu_cores"]["others"] > OTHERS_CPU_WARNING
+        (c, name, result["cpu_cores"]["others"])
+        for name, c, result in results
+        if result["cpu_cores"]["others"] > OTHERS_CPU_WARNING
     ]
     if busy:
         print()
