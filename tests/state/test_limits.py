@@ -18,7 +18,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -764,6 +764,26 @@ async def test_background_settles_land_and_are_batched_into_one_write(redis_env:
     assert outcomes == [True] * 20
     after = await env.make().peek(limits)
     assert after.checks[0].used == 20 * 4 and after.checks[1].used == 0
+
+
+async def test_background_settles_apply_once_and_report_each_outcome(env: Env) -> None:
+    """Settles sent together apply once each: the same admission settled twice counts once,
+    and each caller hears its own settle's outcome."""
+    store = env.make()
+    limits = plan((NS_SCOPE, "tpm", 100_000), (NS_SCOPE, "concurrency", 100), tokens=10)
+    first, second = await store.admit(limits), await store.admit(limits)
+    outcomes: list[tuple[str, bool]] = []
+
+    def report(name: str) -> Callable[[asyncio.Future[Any]], None]:
+        return lambda future: outcomes.append((name, future.result()))
+
+    store.settle_soon(first, 4, 0, done=report("first"))
+    store.settle_soon(first, 4, 0, done=report("first again"))
+    store.settle_soon(second, 2, 0, done=report("second"))
+    await store.close()
+    assert outcomes == [("first", True), ("first again", False), ("second", True)]
+    after = await env.make().peek(limits)
+    assert after.checks[0].used == 4 + 2 and after.checks[1].used == 0
 
 
 async def test_a_settle_goes_out_before_the_next_admit(redis_env: Env) -> None:

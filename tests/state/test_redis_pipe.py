@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -177,3 +178,20 @@ async def test_credentials_in_the_url_authenticate(sync: redis.Redis) -> None:
 def test_tls_urls_are_left_to_redis_py() -> None:
     with pytest.raises(ValueError, match="not TLS"):
         PipelinedRedis("rediss://127.0.0.1:6380/0")
+
+
+async def test_close_waits_for_a_lazy_call_sent_again_after_noscript(
+    pipe: PipelinedRedis, sync: redis.Redis
+) -> None:
+    """Redis forgot the script (a restart, SCRIPT FLUSH) just before a lazy call at shutdown:
+    the call is loaded and sent again, and close() waits for that too, so nothing is lost."""
+    key = _key()
+    script = Script(f"-- {key}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+    await pipe.execute("PING")  # connected: the lazy call takes the pipelined path
+    outcomes: list[Any] = []
+    pipe.evalsha_soon(
+        script, pack("EVALSHA", script.sha, 1, key, 7), lambda f: outcomes.append(f.result())
+    )
+    await pipe.close()
+    assert outcomes == [7]
+    assert int(sync.get(key) or 0) == 7

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import hiredis
@@ -141,6 +141,7 @@ class PipelinedRedis:
         self._lazy_timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # lazy calls sent again (NOSCRIPT) or late
         self.connections_made = 0
 
     # -- calls --------------------------------------------------------------------------------
@@ -178,18 +179,23 @@ class PipelinedRedis:
         On a live connection this costs a future and a callback, no task: settles are one per
         request."""
         if self._protocol is None or self._loop is not asyncio.get_running_loop():
-            task = asyncio.get_running_loop().create_task(self._evalsha_lazily(script, command))
-            task.add_done_callback(done)
+            self._later(self._evalsha_lazily(script, command), done)
             return
 
         def landed(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and isinstance(future.exception(), NoScriptError):
-                retry = asyncio.ensure_future(self.evalsha(script, command))
-                retry.add_done_callback(done)
+                self._later(self.evalsha(script, command), done)
             else:
                 done(future)
 
         self._send(command, lazy=True).add_done_callback(landed)
+
+    def _later(self, call: Coroutine[Any, Any, Any], done: Callback) -> None:
+        """Run ``call`` as a task that :meth:`drain` (so :meth:`close`) waits for too."""
+        task = asyncio.get_running_loop().create_task(call)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(done)
 
     async def _evalsha_lazily(self, script: Script, command: bytes) -> Any:
         await self._connected()
@@ -251,12 +257,17 @@ class PipelinedRedis:
         protocol.transport.write(data)
 
     async def drain(self) -> None:
-        """Send whatever is queued and wait until every outstanding call has its answer."""
-        if self._outgoing:
-            self._flush()
-        pending = [entry[0] for entry in self._waiting]
-        if pending:
-            await asyncio.wait(pending, timeout=self.timeout)
+        """Send whatever is queued and wait until every outstanding call has its answer, lazy
+        ones sent again after ``NOSCRIPT`` included."""
+        while True:
+            if self._outgoing:
+                self._flush()
+            pending = [entry[0] for entry in self._waiting] + list(self._tasks)
+            if not pending:
+                return
+            _, late = await asyncio.wait(pending, timeout=self.timeout)
+            if late:
+                return
 
     # -- the connection -----------------------------------------------------------------------
 
