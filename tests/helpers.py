@@ -344,3 +344,23 @@ async def seconds_until_steady(
             await asyncio.sleep(0.005)
     assert run_started is not None
     return run_started - since
+
+
+def serve_demo_command(
+    data_dir: Path,
+    *,
+    port: int,
+    mock_port: int,
+    center_port: int,
+    tokens_port: int,
+    web_port: int | None = None,
+    workers: int = 1,
+) -> list[str]:
+    """``aigw serve --demo`` with every component on the given ports (the dashboard's left at
+    its default when ``web_port`` is None)."""
+    web = ["--web-port", str(web_port)] if web_port is not None else []
+    return aigw(
+        "serve", "--demo", "--port", str(port), "--mock-port", str(mock_port),
+        "--config-center-port", str(center_port), "--token-service-port", str(tokens_port),
+        *web, "--workers", str(workers), "--data-dir", str(data_dir),
+    )  # fmt: skip

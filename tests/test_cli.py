@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import Process, aigw, free_port
+from tests.helpers import Process, aigw, free_port, serve_demo_command
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -75,23 +75,13 @@ def test_serve_demo_works_offline_with_the_printed_key(tmp_path: Path) -> None:
     port, mock_port, center_port, tokens_port = free_port(), free_port(), free_port(), free_port()
     web_port = free_port()
     process = Process(
-        aigw(
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--mock-port",
-            str(mock_port),
-            "--config-center-port",
-            str(center_port),
-            "--token-service-port",
-            str(tokens_port),
-            "--web-port",
-            str(web_port),
-            "--workers",
-            "1",
-            "--data-dir",
-            str(tmp_path / "data"),
+        serve_demo_command(
+            tmp_path / "data",
+            port=port,
+            mock_port=mock_port,
+            center_port=center_port,
+            tokens_port=tokens_port,
+            web_port=web_port,
         ),
         tmp_path / "serve.log",
         env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""},

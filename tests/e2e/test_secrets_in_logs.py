@@ -21,7 +21,14 @@ import httpx
 import openai
 
 from aigw.config.keys import display_prefix, generate_key
-from tests.helpers import Process, aigw, free_port, gateway, mock_upstream, new_key_entry
+from tests.helpers import (
+    Process,
+    free_port,
+    gateway,
+    mock_upstream,
+    new_key_entry,
+    serve_demo_command,
+)
 
 BANNER = re.compile(r"\naigw \S+ demo: .*?Press Ctrl\+C to stop\.\n", re.DOTALL)
 
@@ -90,21 +97,13 @@ def test_serve_demo_full_run_logs_no_secret(tmp_path: Path) -> None:
         mock_upstream(tmp_path, "--error-rate", "1", "--error-status", "401") as refusing,
     ):
         process = Process(
-            aigw(
-                "serve",
-                "--demo",
-                "--port",
-                str(port),
-                "--mock-port",
-                str(mock_port),
-                "--config-center-port",
-                str(center_port),
-                "--token-service-port",
-                str(tokens_port),
-                "--workers",
-                "2",
-                "--data-dir",
-                str(data),
+            serve_demo_command(
+                data,
+                port=port,
+                mock_port=mock_port,
+                center_port=center_port,
+                tokens_port=tokens_port,
+                workers=2,
             ),
             tmp_path / "serve.log",
             env={

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Process, aigw, free_port
+from tests.helpers import Process, free_port, serve_demo_command
 
 CHROMIUM = Path(os.environ.get("AIGW_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).parents[2]
@@ -71,23 +71,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     tmp = tmp_path_factory.mktemp("web-e2e")
     port, mock_port, web_port, center_port = free_port(), free_port(), free_port(), free_port()
     process = Process(
-        aigw(
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--mock-port",
-            str(mock_port),
-            "--config-center-port",
-            str(center_port),
-            "--token-service-port",
-            str(free_port()),
-            "--web-port",
-            str(web_port),
-            "--workers",
-            "1",
-            "--data-dir",
-            str(tmp / "data"),
+        serve_demo_command(
+            tmp / "data",
+            port=port,
+            mock_port=mock_port,
+            center_port=center_port,
+            tokens_port=free_port(),
+            web_port=web_port,
         ),
         tmp / "serve.log",
         env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""},

@@ -197,25 +197,24 @@ def start_config_center(
     host: str, port: int, data_dir: Path, env: Mapping[str, str], timeout: float = 30
 ) -> subprocess.Popen[bytes]:
     """``aigw config-center`` as a child process, returned once it answers /readyz."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aigw",
-            "config-center",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--workers",
-            "1",
-        ],
-        env={**os.environ, **env},
-    )
+    process = _aigw_child(
+        "config-center", "--host", host, "--port", str(port), "--data-dir", str(data_dir),
+        "--workers", "1", env=env,
+    )  # fmt: skip
     wait_for_http(f"http://{host}:{port}/readyz", process, timeout)
     return process
+
+
+def _aigw_child(
+    *args: str, env: Mapping[str, str] | None = None, quiet: bool = False
+) -> subprocess.Popen[bytes]:
+    """``aigw <args>`` as a child process (this interpreter), its environment ``env`` on top of
+    ours; ``quiet`` discards its standard output."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aigw", *args],
+        env={**os.environ, **env} if env is not None else None,
+        stdout=subprocess.DEVNULL if quiet else None,
+    )
 
 
 def _serve(
@@ -240,9 +239,7 @@ def _serve(
 
 def start_token_service(host: str, port: int) -> subprocess.Popen[bytes]:
     """``aigw token-service`` as a child process, returned once it answers /healthz."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aigw", "token-service", "--host", host, "--port", str(port)],
-    )
+    process = _aigw_child("token-service", "--host", host, "--port", str(port))
     wait_for_http(f"http://{host}:{port}/healthz", process, timeout=30)
     return process
 
@@ -251,23 +248,10 @@ def start_web(
     host: str, port: int, config_center: str, gateway: str, timeout: float = 30
 ) -> subprocess.Popen[bytes]:
     """``aigw web`` (the dashboard) as a child process, returned once it answers /healthz."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aigw",
-            "web",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--config-center",
-            config_center,
-            "--gateway",
-            gateway,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    process = _aigw_child(
+        "web", "--host", host, "--port", str(port), "--config-center", config_center,
+        "--gateway", gateway, quiet=True,
+    )  # fmt: skip
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     wait_for_http(f"http://{probe}:{port}/healthz", process, timeout)
     return process
@@ -275,10 +259,7 @@ def start_web(
 
 def start_mock_upstream(host: str, port: int) -> subprocess.Popen[bytes]:
     """The bundled mock provider as a child process, returned once it accepts connections."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aigw", "mock-upstream", "--host", host, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
+    process = _aigw_child("mock-upstream", "--host", host, "--port", str(port), quiet=True)
     wait_for_port(host, port, process)
     return process
 
